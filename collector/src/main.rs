@@ -1,0 +1,2 @@
+//! podflow-collector.
+fn main() {}

@@ -1,0 +1,2 @@
+//! podflow-exporter: the probe.
+fn main() {}
