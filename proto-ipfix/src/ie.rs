@@ -36,7 +36,11 @@ impl FieldSpec {
 
     /// An RFC 5103 reverse element: the IANA element `id` under [`REVERSE_PEN`].
     pub const fn reverse(id: u16, length: u16) -> Self {
-        FieldSpec { id, length, pen: REVERSE_PEN }
+        FieldSpec {
+            id,
+            length,
+            pen: REVERSE_PEN,
+        }
     }
 
     /// An enterprise-specific element.
@@ -117,7 +121,10 @@ pub enum DataType {
 impl DataType {
     /// True for the structured types of RFC 6313, which podflow skips rather than interprets.
     pub const fn is_list(&self) -> bool {
-        matches!(self, DataType::BasicList | DataType::SubTemplateList | DataType::SubTemplateMultiList)
+        matches!(
+            self,
+            DataType::BasicList | DataType::SubTemplateList | DataType::SubTemplateMultiList
+        )
     }
 
     /// True for types that may be sent in fewer octets (RFC 7011 section 6.2).

@@ -1,0 +1,378 @@
+//! Template state per exporter and observation domain (RFC 7011 section 8).
+//!
+//! Templates are scoped to a transport session and an Observation Domain (section 8). Over UDP a session is
+//! the exporter's address and source port, so state is keyed by [`SessionKey`]. The cache takes the caller's
+//! clock as a parameter (milliseconds on any monotonic scale) and never reads one.
+//!
+//! The policy decides the section 8.4 rules:
+//! - [`TemplatePolicy::Udp`]: templates expire after a lifetime unless refreshed; a new definition for an ID
+//!   replaces the old one; withdrawals are ignored (and counted by the decoder).
+//! - [`TemplatePolicy::Stream`] (files, TCP): templates live until withdrawn; withdrawals are honoured.
+//!
+//! Limits bound the state one exporter can create, so a hostile exporter cannot exhaust memory.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::SocketAddr;
+
+use crate::template::Template;
+use crate::wire::{OPTIONS_TEMPLATE_SET_ID, TEMPLATE_SET_ID};
+
+/// One template scope: exporter address and port, and Observation Domain ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    /// The exporter's address and source port.
+    pub exporter: SocketAddr,
+    /// The Observation Domain ID from the message header.
+    pub observation_domain: u32,
+}
+
+/// How templates live and die.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplatePolicy {
+    /// UDP transport: templates unrefreshed for `lifetime_ms` are forgotten; withdrawals are ignored.
+    Udp {
+        /// Template lifetime in milliseconds; RFC 7011 section 8.4 asks for at least 3 refresh intervals.
+        lifetime_ms: u64,
+    },
+    /// Files and reliable streams: templates live until withdrawn.
+    Stream,
+}
+
+impl Default for TemplatePolicy {
+    /// UDP with a 30-minute lifetime, as ipfixcol2 and libfixbuf default to.
+    fn default() -> Self {
+        TemplatePolicy::Udp {
+            lifetime_ms: 30 * 60 * 1000,
+        }
+    }
+}
+
+/// Bounds on template state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions (exporter and domain pairs) held at once.
+    pub max_sessions: usize,
+    /// Templates held per session.
+    pub max_templates_per_session: usize,
+    /// Fields accepted in one template.
+    pub max_fields_per_template: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: 16_384,
+            max_templates_per_session: 4_096,
+            max_fields_per_template: 1_024,
+        }
+    }
+}
+
+/// What an insert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The ID was not in use.
+    New,
+    /// An identical definition was refreshed (not worth logging, section 8.4).
+    Refreshed,
+    /// A different definition replaced the one in use.
+    Replaced,
+}
+
+/// What a withdrawal did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithdrawOutcome {
+    /// Ignored because the policy is UDP (section 8.4).
+    Ignored,
+    /// This many templates were withdrawn.
+    Withdrawn(usize),
+    /// No such template: ignored (section 8.1 asks to log it).
+    Unknown,
+}
+
+/// A limit refused new state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// Too many sessions.
+    #[error("session limit of {0} reached")]
+    Sessions(usize),
+    /// Too many templates in one session.
+    #[error("template limit of {0} per session reached")]
+    Templates(usize),
+}
+
+/// What sequence tracking concluded about a message (RFC 7011 sections 3.1 and 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// First message seen, or tracking was reset.
+    Start,
+    /// The expected sequence number.
+    InOrder,
+    /// This many data records went missing before this message.
+    Lost(u32),
+    /// An older message arriving late (or an exporter restart); not counted as loss.
+    Behind,
+}
+
+struct Cached {
+    template: Template,
+    last_seen: u64,
+}
+
+#[derive(Default)]
+struct Session {
+    templates: HashMap<u16, Cached>,
+    next_sequence: Option<u32>,
+}
+
+/// Template state for every session the decoder has seen.
+pub struct TemplateCache {
+    policy: TemplatePolicy,
+    limits: Limits,
+    sessions: HashMap<SessionKey, Session>,
+}
+
+impl TemplateCache {
+    /// An empty cache.
+    pub fn new(policy: TemplatePolicy, limits: Limits) -> Self {
+        TemplateCache {
+            policy,
+            limits,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> TemplatePolicy {
+        self.policy
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn alive(&self, c: &Cached, now: u64) -> bool {
+        match self.policy {
+            TemplatePolicy::Udp { lifetime_ms } => now.saturating_sub(c.last_seen) <= lifetime_ms,
+            TemplatePolicy::Stream => true,
+        }
+    }
+
+    /// The live template `id` of a session.
+    pub fn get(&self, key: &SessionKey, id: u16, now: u64) -> Option<&Template> {
+        let c = self.sessions.get(key)?.templates.get(&id)?;
+        self.alive(c, now).then_some(&c.template)
+    }
+
+    fn session(&mut self, key: &SessionKey) -> Result<&mut Session, LimitError> {
+        let n = self.sessions.len();
+        match self.sessions.entry(*key) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                if n >= self.limits.max_sessions {
+                    return Err(LimitError::Sessions(self.limits.max_sessions));
+                }
+                Ok(e.insert(Session::default()))
+            }
+        }
+    }
+
+    /// Defines or refreshes a template.
+    pub fn insert(
+        &mut self,
+        key: &SessionKey,
+        template: Template,
+        now: u64,
+    ) -> Result<InsertOutcome, LimitError> {
+        let max = self.limits.max_templates_per_session;
+        let session = self.session(key)?;
+        let n = session.templates.len();
+        match session.templates.entry(template.id()) {
+            Entry::Occupied(mut e) => {
+                let c = e.get_mut();
+                c.last_seen = now;
+                if c.template == template {
+                    Ok(InsertOutcome::Refreshed)
+                } else {
+                    c.template = template;
+                    Ok(InsertOutcome::Replaced)
+                }
+            }
+            Entry::Vacant(e) => {
+                if n >= max {
+                    return Err(LimitError::Templates(max));
+                }
+                e.insert(Cached {
+                    template,
+                    last_seen: now,
+                });
+                Ok(InsertOutcome::New)
+            }
+        }
+    }
+
+    /// Withdraws template `id`, or all templates (ID 2) or all options templates (ID 3) of the session.
+    pub fn withdraw(&mut self, key: &SessionKey, id: u16) -> WithdrawOutcome {
+        if matches!(self.policy, TemplatePolicy::Udp { .. }) {
+            return WithdrawOutcome::Ignored;
+        }
+        let Some(session) = self.sessions.get_mut(key) else {
+            return WithdrawOutcome::Unknown;
+        };
+        let before = session.templates.len();
+        match id {
+            TEMPLATE_SET_ID => session.templates.retain(|_, c| c.template.is_options()),
+            OPTIONS_TEMPLATE_SET_ID => session.templates.retain(|_, c| !c.template.is_options()),
+            _ => {
+                session.templates.remove(&id);
+            }
+        }
+        match before - session.templates.len() {
+            0 => WithdrawOutcome::Unknown,
+            n => WithdrawOutcome::Withdrawn(n),
+        }
+    }
+
+    /// Forgets templates past their lifetime and sessions left empty; returns the templates dropped.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let TemplatePolicy::Udp { lifetime_ms } = self.policy else {
+            return 0;
+        };
+        let mut dropped = 0;
+        self.sessions.retain(|_, s| {
+            let before = s.templates.len();
+            s.templates
+                .retain(|_, c| now.saturating_sub(c.last_seen) <= lifetime_ms);
+            dropped += before - s.templates.len();
+            !s.templates.is_empty()
+        });
+        dropped
+    }
+
+    /// Checks a message's sequence number against the one expected, then expects `sequence + records` next.
+    ///
+    /// `records` must count every data record of the message; when the caller could not count them all
+    /// (a set without its template), it passes `None` and tracking restarts at the next message.
+    pub fn track_sequence(&mut self, key: &SessionKey, sequence: u32, records: Option<u32>) -> SequenceCheck {
+        let Ok(session) = self.session(key) else {
+            return SequenceCheck::Start;
+        };
+        let check = match session.next_sequence {
+            None => SequenceCheck::Start,
+            Some(expected) => match sequence.wrapping_sub(expected) {
+                0 => SequenceCheck::InOrder,
+                gap if gap < 1 << 31 => SequenceCheck::Lost(gap),
+                _ => SequenceCheck::Behind,
+            },
+        };
+        if check != SequenceCheck::Behind {
+            session.next_sequence = records.map(|n| sequence.wrapping_add(n));
+        }
+        check
+    }
+
+    /// Sessions held.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Templates held, across all sessions.
+    pub fn templates(&self) -> usize {
+        self.sessions.values().map(|s| s.templates.len()).sum()
+    }
+}
+
+impl Default for TemplateCache {
+    fn default() -> Self {
+        TemplateCache::new(TemplatePolicy::default(), Limits::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ie::FieldSpec;
+
+    fn key(port: u16, domain: u32) -> SessionKey {
+        SessionKey {
+            exporter: SocketAddr::from(([192, 0, 2, 1], port)),
+            observation_domain: domain,
+        }
+    }
+
+    fn tpl(id: u16, len: u16) -> Template {
+        Template::new(id, vec![FieldSpec::iana(8, 4), FieldSpec::iana(1, len)]).unwrap()
+    }
+
+    #[test]
+    fn udp_replaces_refreshes_expires_and_ignores_withdrawals() {
+        let mut c = TemplateCache::new(TemplatePolicy::Udp { lifetime_ms: 1000 }, Limits::default());
+        let k = key(4739, 1);
+        assert_eq!(c.insert(&k, tpl(256, 4), 0), Ok(InsertOutcome::New));
+        assert_eq!(c.insert(&k, tpl(256, 4), 500), Ok(InsertOutcome::Refreshed));
+        assert_eq!(c.insert(&k, tpl(256, 8), 600), Ok(InsertOutcome::Replaced));
+        assert_eq!(c.get(&k, 256, 1600).unwrap().fixed_len(), Some(12));
+        assert_eq!(c.withdraw(&k, 256), WithdrawOutcome::Ignored);
+        // scoped by port and by domain
+        assert!(c.get(&key(4740, 1), 256, 600).is_none());
+        assert!(c.get(&key(4739, 2), 256, 600).is_none());
+        assert!(c.get(&k, 256, 1601).is_none(), "past its lifetime");
+        assert_eq!(c.expire(1601), 1);
+        assert_eq!(c.sessions(), 0);
+    }
+
+    #[test]
+    fn stream_honours_withdrawals() {
+        let mut c = TemplateCache::new(TemplatePolicy::Stream, Limits::default());
+        let k = key(1, 0);
+        c.insert(&k, tpl(256, 4), 0).unwrap();
+        c.insert(&k, tpl(257, 4), 0).unwrap();
+        let opts = Template::new_options(258, 1, vec![FieldSpec::iana(149, 4)]).unwrap();
+        c.insert(&k, opts, 0).unwrap();
+        assert!(
+            c.get(&k, 256, u64::MAX).is_some(),
+            "stream templates do not expire"
+        );
+        assert_eq!(c.withdraw(&k, 256), WithdrawOutcome::Withdrawn(1));
+        assert_eq!(c.withdraw(&k, 256), WithdrawOutcome::Unknown);
+        assert_eq!(c.withdraw(&k, TEMPLATE_SET_ID), WithdrawOutcome::Withdrawn(1));
+        assert!(c.get(&k, 258, 0).is_some());
+        assert_eq!(
+            c.withdraw(&k, OPTIONS_TEMPLATE_SET_ID),
+            WithdrawOutcome::Withdrawn(1)
+        );
+        assert_eq!(c.templates(), 0);
+    }
+
+    #[test]
+    fn limits_refuse_new_state_but_keep_old() {
+        let limits = Limits {
+            max_sessions: 1,
+            max_templates_per_session: 1,
+            max_fields_per_template: 8,
+        };
+        let mut c = TemplateCache::new(TemplatePolicy::Stream, limits);
+        c.insert(&key(1, 0), tpl(256, 4), 0).unwrap();
+        assert_eq!(
+            c.insert(&key(1, 0), tpl(257, 4), 0),
+            Err(LimitError::Templates(1))
+        );
+        assert_eq!(c.insert(&key(2, 0), tpl(256, 4), 0), Err(LimitError::Sessions(1)));
+        assert_eq!(c.insert(&key(1, 0), tpl(256, 8), 0), Ok(InsertOutcome::Replaced));
+    }
+
+    #[test]
+    fn sequence_tracking_counts_gaps_and_wraps() {
+        let mut c = TemplateCache::default();
+        let k = key(1, 0);
+        assert_eq!(c.track_sequence(&k, u32::MAX - 1, Some(3)), SequenceCheck::Start);
+        assert_eq!(c.track_sequence(&k, 1, Some(10)), SequenceCheck::InOrder);
+        assert_eq!(c.track_sequence(&k, 16, Some(1)), SequenceCheck::Lost(5));
+        assert_eq!(c.track_sequence(&k, 3, Some(1)), SequenceCheck::Behind);
+        assert_eq!(c.track_sequence(&k, 17, None), SequenceCheck::InOrder);
+        assert_eq!(c.track_sequence(&k, 40, Some(1)), SequenceCheck::Start);
+    }
+}

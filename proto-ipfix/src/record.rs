@@ -1,0 +1,340 @@
+//! Data records as zero-copy field views (RFC 7011 sections 3.4.3, 6 and 7).
+//!
+//! A [`DataRecord`] borrows its template and its octets; walking it allocates nothing. Values are read on
+//! demand from a [`Field`], honouring reduced-size encoding (section 6.2): integers are sized by the
+//! template's field length, not by the element's abstract type.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::ie::{FieldSpec, VARIABLE_LENGTH};
+use crate::template::Template;
+
+/// One field of a data record: its specifier and its value octets (without any variable-length prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// The field's specifier from the template.
+    pub spec: FieldSpec,
+    /// The value octets.
+    pub value: &'a [u8],
+}
+
+impl<'a> Field<'a> {
+    /// Unsigned integer of 1 to 8 octets (reduced-size encoding included).
+    #[inline]
+    pub fn u64(&self) -> Option<u64> {
+        let v = self.value;
+        if v.is_empty() || v.len() > 8 {
+            return None;
+        }
+        let mut buf = [0u8; 8];
+        buf[8 - v.len()..].copy_from_slice(v);
+        Some(u64::from_be_bytes(buf))
+    }
+
+    /// Signed integer of 1 to 8 octets, sign-extended from its encoded size.
+    pub fn i64(&self) -> Option<i64> {
+        let n = self.value.len();
+        let raw = self.u64()?;
+        let shift = 64 - 8 * n as u32;
+        // Shift the sign bit to the top, then back with an arithmetic shift.
+        Some(((raw << shift) as i64) >> shift)
+    }
+
+    /// float32 or float64 (a float64 may be sent reduced to 4 octets).
+    pub fn f64(&self) -> Option<f64> {
+        match self.value.len() {
+            4 => Some(f64::from(f32::from_be_bytes(self.value.try_into().ok()?))),
+            8 => Some(f64::from_be_bytes(self.value.try_into().ok()?)),
+            _ => None,
+        }
+    }
+
+    /// Boolean: 1 true, 2 false (RFC 7011 section 6.1.5).
+    pub fn bool(&self) -> Option<bool> {
+        match self.value {
+            [1] => Some(true),
+            [2] => Some(false),
+            _ => None,
+        }
+    }
+
+    /// IPv4 address (exactly 4 octets: addresses are never reduced).
+    #[inline]
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        let a: [u8; 4] = self.value.try_into().ok()?;
+        Some(Ipv4Addr::from(a))
+    }
+
+    /// IPv6 address (exactly 16 octets).
+    #[inline]
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        let a: [u8; 16] = self.value.try_into().ok()?;
+        Some(Ipv6Addr::from(a))
+    }
+
+    /// MAC address (exactly 6 octets).
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.value.try_into().ok()
+    }
+
+    /// UTF-8 string; `None` for ill-formed UTF-8 (RFC 7011 section 6.1.6).
+    pub fn str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.value).ok()
+    }
+}
+
+/// One data record of a data set, checked against its template.
+#[derive(Clone, Copy, Debug)]
+pub struct DataRecord<'a> {
+    template: &'a Template,
+    bytes: &'a [u8],
+}
+
+impl<'a> DataRecord<'a> {
+    /// The record's template.
+    pub fn template(&self) -> &'a Template {
+        self.template
+    }
+
+    /// The record's octets.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The fields in template order.
+    pub fn fields(&self) -> Fields<'a> {
+        Fields {
+            specs: self.template.fields().iter(),
+            bytes: self.bytes,
+            at: 0,
+        }
+    }
+
+    /// Field number `index` of the template.
+    pub fn field(&self, index: usize) -> Option<Field<'a>> {
+        if let Some(at) = self.template.fixed_offset(index) {
+            let spec = *self.template.fields().get(index)?;
+            let value = self.bytes.get(at..at + usize::from(spec.length))?;
+            return Some(Field { spec, value });
+        }
+        self.fields().nth(index)
+    }
+
+    /// The first field with this element ID and enterprise number (0 for IANA).
+    pub fn get(&self, id: u16, pen: u32) -> Option<Field<'a>> {
+        self.field(self.template.position(id, pen)?)
+    }
+}
+
+/// Iterator over the fields of a [`DataRecord`].
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    specs: std::slice::Iter<'a, FieldSpec>,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Field<'a>> {
+        let spec = *self.specs.next()?;
+        let (start, len) = field_extent(self.bytes, self.at, spec.length)?;
+        self.at = start + len;
+        Some(Field {
+            spec,
+            value: &self.bytes[start..start + len],
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.specs.size_hint()
+    }
+}
+
+/// Where the value of a field starting at `at` lies: `(value start, value length)`, or `None` when the
+/// bytes end first. Variable-length values carry a 1-octet length, or 255 and a 2-octet length (section 7).
+#[inline]
+fn field_extent(b: &[u8], at: usize, length: u16) -> Option<(usize, usize)> {
+    let (start, len) = if length == VARIABLE_LENGTH {
+        match *b.get(at)? {
+            255 => {
+                let l = b.get(at + 1..at + 3)?;
+                (at + 3, usize::from(u16::from_be_bytes([l[0], l[1]])))
+            }
+            l => (at + 1, usize::from(l)),
+        }
+    } else {
+        (at, usize::from(length))
+    };
+    if start + len > b.len() {
+        return None;
+    }
+    Some((start, len))
+}
+
+/// A data record that overran its set: the offset of the record within the set body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordOverrun {
+    /// Offset of the bad record from the start of the set body.
+    pub offset: usize,
+}
+
+/// Iterates over the data records of a data set body.
+///
+/// Stops at padding (fewer octets left than the smallest record, RFC 7011 section 3.3.1). A variable-length
+/// record whose lengths run past the set yields one error and ends the iteration.
+#[derive(Clone, Debug)]
+pub struct DataRecords<'a> {
+    template: &'a Template,
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> DataRecords<'a> {
+    /// Iterates over `body` (a data set without its header) with `template`.
+    pub fn new(template: &'a Template, body: &'a [u8]) -> Self {
+        DataRecords {
+            template,
+            body,
+            at: 0,
+        }
+    }
+
+    fn variable_len(&self) -> Option<usize> {
+        let mut at = self.at;
+        for spec in self.template.fields() {
+            let (start, len) = field_extent(self.body, at, spec.length)?;
+            at = start + len;
+        }
+        Some(at - self.at)
+    }
+}
+
+impl<'a> Iterator for DataRecords<'a> {
+    type Item = Result<DataRecord<'a>, RecordOverrun>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.body.len() - self.at;
+        if rest < self.template.min_record_len() {
+            return None;
+        }
+        let len = match self.template.fixed_len() {
+            Some(len) => len,
+            None => match self.variable_len() {
+                Some(len) => len,
+                None => {
+                    let offset = self.at;
+                    self.at = self.body.len();
+                    return Some(Err(RecordOverrun { offset }));
+                }
+            },
+        };
+        let bytes = &self.body[self.at..self.at + len];
+        self.at += len;
+        Some(Ok(DataRecord {
+            template: self.template,
+            bytes,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_reduced_size_and_signed_values() {
+        let spec = FieldSpec::iana(1, 2);
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0x01, 0x02]
+            }
+            .u64(),
+            Some(258)
+        );
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0xff, 0xfe]
+            }
+            .i64(),
+            Some(-2)
+        );
+        assert_eq!(Field { spec, value: &[0x7f] }.i64(), Some(127));
+        assert_eq!(Field { spec, value: &[] }.u64(), None);
+        assert_eq!(Field { spec, value: &[0; 9] }.u64(), None);
+        assert_eq!(Field { spec, value: &[1] }.bool(), Some(true));
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0x3f, 0x80, 0, 0]
+            }
+            .f64(),
+            Some(1.0)
+        );
+        assert_eq!(
+            Field {
+                spec,
+                value: &[10, 0, 0, 1]
+            }
+            .ipv4(),
+            Some(Ipv4Addr::new(10, 0, 0, 1))
+        );
+        assert_eq!(
+            Field {
+                spec,
+                value: &[10, 0, 0]
+            }
+            .ipv4(),
+            None
+        );
+        assert_eq!(Field { spec, value: &[0xff] }.str(), None);
+    }
+
+    #[test]
+    fn walks_variable_length_records_in_both_forms() {
+        let t = Template::new(
+            256,
+            vec![FieldSpec::iana(4, 1), FieldSpec::iana(82, VARIABLE_LENGTH)],
+        )
+        .unwrap();
+        // rec1: proto 6, "ab" short form; rec2: proto 17, "xyz" long form; rec3: proto 1, empty; then 1 pad
+        let body = [6, 2, b'a', b'b', 17, 255, 0, 3, b'x', b'y', b'z', 1, 0, 0];
+        let recs: Vec<_> = DataRecords::new(&t, &body).map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[0].get(82, 0).unwrap().str(), Some("ab"));
+        assert_eq!(recs[1].field(1).unwrap().value, b"xyz");
+        assert_eq!(recs[1].field(0).unwrap().u64(), Some(17));
+        assert_eq!(recs[2].get(82, 0).unwrap().value, b"");
+        assert_eq!(recs[2].fields().count(), 2);
+    }
+
+    #[test]
+    fn overrun_is_reported_once_with_offset() {
+        let t = Template::new(
+            256,
+            vec![FieldSpec::iana(4, 1), FieldSpec::iana(82, VARIABLE_LENGTH)],
+        )
+        .unwrap();
+        let body = [6, 1, b'a', 17, 9, b'x'];
+        let got: Vec<_> = DataRecords::new(&t, &body).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert_eq!(got[1].unwrap_err(), RecordOverrun { offset: 3 });
+    }
+
+    #[test]
+    fn fixed_records_stop_at_padding() {
+        let t = Template::new(256, vec![FieldSpec::iana(8, 4), FieldSpec::iana(7, 2)]).unwrap();
+        let body = [10, 0, 0, 1, 0, 80, 10, 0, 0, 2, 1, 187, 0, 0, 0];
+        let recs: Vec<_> = DataRecords::new(&t, &body).map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].get(7, 0).unwrap().u64(), Some(443));
+        assert_eq!(recs[1].field(0).unwrap().ipv4(), Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(recs[1].field(2), None);
+    }
+}

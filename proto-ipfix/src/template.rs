@@ -1,0 +1,408 @@
+//! Templates and options templates (RFC 7011 section 3.4), with their record layout precomputed.
+//!
+//! A [`Template`] is owned and immutable. Building one checks everything the record decoder relies on, so
+//! walking a data record against it only needs bounds checks on the record's own bytes.
+
+use crate::ie::{FieldSpec, VARIABLE_LENGTH};
+use crate::wire::{HEADER_LEN, MIN_DATA_SET_ID, OPTIONS_TEMPLATE_SET_ID, SET_HEADER_LEN, TEMPLATE_SET_ID};
+
+/// Largest record that fits in one message after the message and set headers.
+const MAX_RECORD_LEN: usize = u16::MAX as usize - HEADER_LEN - SET_HEADER_LEN;
+
+/// Why a template record was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// The template record ends before its field specifiers do.
+    #[error("template record truncated")]
+    Truncated,
+    /// Template IDs start at 256 (RFC 7011 section 3.4.1).
+    #[error("template id {0} is below 256")]
+    BadTemplateId(u16),
+    /// Options templates need at least one scope field (RFC 7011 section 3.4.2.2).
+    #[error("options template with scope field count 0")]
+    ZeroScopeCount,
+    /// More scope fields than fields.
+    #[error("scope field count {scope} exceeds field count {fields}")]
+    ScopeCountExceedsFields {
+        /// Scope field count.
+        scope: u16,
+        /// Field count.
+        fields: u16,
+    },
+    /// Every field has length 0, so records could not be told apart.
+    #[error("template describes zero-length records")]
+    ZeroLengthRecord,
+    /// Fixed fields add up to more than a message can carry.
+    #[error("record length {0} cannot fit in a message")]
+    RecordTooLong(usize),
+    /// More fields than the configured limit.
+    #[error("{count} fields exceed the limit of {limit}")]
+    TooManyFields {
+        /// Fields in the template.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// How records of a template are laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Every field has a fixed length: records are `len` octets and field `i` starts at `offsets[i]`.
+    Fixed { len: usize, offsets: Box<[u16]> },
+    /// At least one variable-length field: records are at least `min_len` octets and must be walked.
+    Variable { min_len: usize },
+}
+
+/// An IPFIX template or options template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    id: u16,
+    scope_count: u16,
+    fields: Box<[FieldSpec]>,
+    layout: Layout,
+}
+
+impl Template {
+    /// A template for data records.
+    pub fn new(id: u16, fields: Vec<FieldSpec>) -> Result<Self, TemplateError> {
+        Self::build(id, 0, fields)
+    }
+
+    /// An options template whose first `scope_count` fields are its scope.
+    pub fn new_options(id: u16, scope_count: u16, fields: Vec<FieldSpec>) -> Result<Self, TemplateError> {
+        if scope_count == 0 {
+            return Err(TemplateError::ZeroScopeCount);
+        }
+        Self::build(id, scope_count, fields)
+    }
+
+    fn build(id: u16, scope_count: u16, fields: Vec<FieldSpec>) -> Result<Self, TemplateError> {
+        if id < MIN_DATA_SET_ID {
+            return Err(TemplateError::BadTemplateId(id));
+        }
+        if usize::from(scope_count) > fields.len() {
+            let n = u16::try_from(fields.len()).unwrap_or(u16::MAX);
+            return Err(TemplateError::ScopeCountExceedsFields {
+                scope: scope_count,
+                fields: n,
+            });
+        }
+        let mut fixed = 0usize;
+        let mut varlen = 0usize;
+        for f in &fields {
+            if f.length == VARIABLE_LENGTH {
+                varlen += 1;
+            } else {
+                fixed += usize::from(f.length);
+            }
+        }
+        // A variable-length field takes at least its one length octet.
+        let min_len = fixed + varlen;
+        if min_len == 0 {
+            return Err(TemplateError::ZeroLengthRecord);
+        }
+        if min_len > MAX_RECORD_LEN {
+            return Err(TemplateError::RecordTooLong(min_len));
+        }
+        let layout = if varlen == 0 {
+            let mut offsets = Vec::with_capacity(fields.len());
+            let mut at = 0u16;
+            for f in &fields {
+                offsets.push(at);
+                // Cannot overflow: the sum was checked against MAX_RECORD_LEN above.
+                at = at.saturating_add(f.length);
+            }
+            Layout::Fixed {
+                len: fixed,
+                offsets: offsets.into_boxed_slice(),
+            }
+        } else {
+            Layout::Variable { min_len }
+        };
+        Ok(Template {
+            id,
+            scope_count,
+            fields: fields.into_boxed_slice(),
+            layout,
+        })
+    }
+
+    /// Template ID, equal to the Set ID of its data sets.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The field specifiers in record order.
+    pub fn fields(&self) -> &[FieldSpec] {
+        &self.fields
+    }
+
+    /// Number of scope fields; 0 for a non-options template.
+    pub fn scope_count(&self) -> u16 {
+        self.scope_count
+    }
+
+    /// True for an options template.
+    pub fn is_options(&self) -> bool {
+        self.scope_count > 0
+    }
+
+    /// Record length when every field is fixed-length.
+    pub fn fixed_len(&self) -> Option<usize> {
+        match self.layout {
+            Layout::Fixed { len, .. } => Some(len),
+            Layout::Variable { .. } => None,
+        }
+    }
+
+    /// Smallest possible record length.
+    pub fn min_record_len(&self) -> usize {
+        match self.layout {
+            Layout::Fixed { len, .. } => len,
+            Layout::Variable { min_len } => min_len,
+        }
+    }
+
+    /// Offset of field `index` in a fixed-layout record.
+    pub(crate) fn fixed_offset(&self, index: usize) -> Option<usize> {
+        match &self.layout {
+            Layout::Fixed { offsets, .. } => offsets.get(index).map(|&o| usize::from(o)),
+            Layout::Variable { .. } => None,
+        }
+    }
+
+    /// Index of the first field with this element ID and enterprise number.
+    pub fn position(&self, id: u16, pen: u32) -> Option<usize> {
+        self.fields.iter().position(|f| f.id == id && f.pen == pen)
+    }
+
+    /// Set ID of the template set this template travels in.
+    pub fn set_id(&self) -> u16 {
+        if self.is_options() {
+            OPTIONS_TEMPLATE_SET_ID
+        } else {
+            TEMPLATE_SET_ID
+        }
+    }
+
+    /// Octets this template record takes on the wire.
+    pub fn buffer_len(&self) -> usize {
+        let head = if self.is_options() { 6 } else { 4 };
+        head + self.fields.iter().map(FieldSpec::wire_len).sum::<usize>()
+    }
+
+    /// Appends the template record (not its set header) to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.to_be_bytes());
+        // Field count fits: templates are built from at most MAX_RECORD_LEN fields of length >= 1 or
+        // parsed from a u16 count.
+        let count = u16::try_from(self.fields.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&count.to_be_bytes());
+        if self.is_options() {
+            out.extend_from_slice(&self.scope_count.to_be_bytes());
+        }
+        for f in self.fields.iter() {
+            if f.is_enterprise() {
+                out.extend_from_slice(&(f.id | 0x8000).to_be_bytes());
+                out.extend_from_slice(&f.length.to_be_bytes());
+                out.extend_from_slice(&f.pen.to_be_bytes());
+            } else {
+                out.extend_from_slice(&(f.id & 0x7fff).to_be_bytes());
+                out.extend_from_slice(&f.length.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// One record of a template set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateRecord {
+    /// A template definition.
+    Define(Template),
+    /// A withdrawal (field count 0) of one template ID, or of all templates (ID 2) or all options
+    /// templates (ID 3) of the domain (RFC 7011 section 8.1).
+    Withdraw(u16),
+}
+
+/// Iterates over the records of a Template Set or Options Template Set body.
+///
+/// Yields `(offset within the body, record)`. Stops at padding: fewer than 4 octets, or only zero octets,
+/// left. An error ends the iteration, since the next record's start is unknown after it.
+pub struct TemplateRecords<'a> {
+    body: &'a [u8],
+    at: usize,
+    options: bool,
+    max_fields: usize,
+    done: bool,
+}
+
+impl<'a> TemplateRecords<'a> {
+    /// Iterates over a template set body; `options` for set ID 3.
+    pub fn new(body: &'a [u8], options: bool, max_fields: usize) -> Self {
+        TemplateRecords {
+            body,
+            at: 0,
+            options,
+            max_fields,
+            done: false,
+        }
+    }
+
+    fn read(&mut self) -> Result<TemplateRecord, TemplateError> {
+        let b = &self.body[self.at..];
+        let id = u16::from_be_bytes([b[0], b[1]]);
+        let count = u16::from_be_bytes([b[2], b[3]]);
+        if count == 0 {
+            self.at += 4;
+            return Ok(TemplateRecord::Withdraw(id));
+        }
+        let mut p = 4;
+        let scope = if self.options {
+            let s = b.get(4..6).ok_or(TemplateError::Truncated)?;
+            p = 6;
+            u16::from_be_bytes([s[0], s[1]])
+        } else {
+            0
+        };
+        if usize::from(count) > self.max_fields {
+            return Err(TemplateError::TooManyFields {
+                count: usize::from(count),
+                limit: self.max_fields,
+            });
+        }
+        let mut fields = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let s = b.get(p..p + 4).ok_or(TemplateError::Truncated)?;
+            let raw = u16::from_be_bytes([s[0], s[1]]);
+            let length = u16::from_be_bytes([s[2], s[3]]);
+            p += 4;
+            let pen = if raw & 0x8000 != 0 {
+                let e = b.get(p..p + 4).ok_or(TemplateError::Truncated)?;
+                p += 4;
+                u32::from_be_bytes([e[0], e[1], e[2], e[3]])
+            } else {
+                0
+            };
+            fields.push(FieldSpec {
+                id: raw & 0x7fff,
+                length,
+                pen,
+            });
+        }
+        self.at += p;
+        let t = if self.options {
+            Template::new_options(id, scope, fields)?
+        } else {
+            Template::new(id, fields)?
+        };
+        Ok(TemplateRecord::Define(t))
+    }
+}
+
+impl Iterator for TemplateRecords<'_> {
+    type Item = (usize, Result<TemplateRecord, TemplateError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.body.get(self.at..)?;
+        if self.done || rest.len() < 4 || rest.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let at = self.at;
+        let r = self.read();
+        if r.is_err() {
+            self.done = true;
+        }
+        Some((at, r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ie::REVERSE_PEN;
+
+    fn sample() -> Template {
+        Template::new(
+            300,
+            vec![
+                FieldSpec::iana(8, 4),
+                FieldSpec::iana(1, 8),
+                FieldSpec::reverse(1, 8),
+                FieldSpec::enterprise(1, VARIABLE_LENGTH, 32473),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn emit_then_parse_round_trips() {
+        let t = sample();
+        let mut out = Vec::new();
+        t.emit(&mut out);
+        assert_eq!(out.len(), t.buffer_len());
+        assert_eq!(&out[..4], &[0x01, 0x2c, 0x00, 0x04]);
+        // reverse octetDeltaCount: E bit set, id 1, length 8, PEN 29305
+        assert_eq!(&out[12..20], &[0x80, 0x01, 0x00, 0x08, 0x00, 0x00, 0x72, 0x79]);
+        let parsed: Vec<_> = TemplateRecords::new(&out, false, 64).collect();
+        assert_eq!(parsed, vec![(0, Ok(TemplateRecord::Define(t.clone())))]);
+        assert_eq!(t.min_record_len(), 4 + 8 + 8 + 1);
+        assert_eq!(t.fixed_len(), None);
+        assert_eq!(t.position(1, REVERSE_PEN), Some(2));
+    }
+
+    #[test]
+    fn options_template_and_withdrawals() {
+        let t = Template::new_options(257, 1, vec![FieldSpec::iana(149, 4), FieldSpec::iana(41, 8)]).unwrap();
+        let mut body = Vec::new();
+        t.emit(&mut body);
+        body.extend_from_slice(&[0x01, 0x01, 0x00, 0x00]); // withdraw 257
+        body.extend_from_slice(&[0, 0, 0]); // padding
+        let got: Vec<_> = TemplateRecords::new(&body, true, 64)
+            .map(|(_, r)| r.unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            vec![TemplateRecord::Define(t.clone()), TemplateRecord::Withdraw(257)]
+        );
+        assert_eq!(t.fixed_len(), Some(12));
+        assert_eq!(t.fixed_offset(1), Some(4));
+        assert_eq!(t.set_id(), 3);
+    }
+
+    #[test]
+    fn refuses_bad_templates() {
+        assert_eq!(
+            Template::new(255, vec![FieldSpec::iana(1, 4)]),
+            Err(TemplateError::BadTemplateId(255))
+        );
+        assert_eq!(
+            Template::new(256, vec![FieldSpec::iana(1, 0)]),
+            Err(TemplateError::ZeroLengthRecord)
+        );
+        assert_eq!(
+            Template::new_options(256, 0, vec![FieldSpec::iana(1, 4)]),
+            Err(TemplateError::ZeroScopeCount)
+        );
+        assert!(matches!(
+            Template::new_options(256, 2, vec![FieldSpec::iana(1, 4)]),
+            Err(TemplateError::ScopeCountExceedsFields { .. })
+        ));
+        let huge = vec![FieldSpec::iana(1, 60000), FieldSpec::iana(2, 60000)];
+        assert!(matches!(
+            Template::new(256, huge),
+            Err(TemplateError::RecordTooLong(_))
+        ));
+        // truncated: says 2 fields, carries one
+        let body = [0x01, 0x00, 0x00, 0x02, 0x00, 0x08, 0x00, 0x04];
+        let got: Vec<_> = TemplateRecords::new(&body, false, 64).collect();
+        assert_eq!(got, vec![(0, Err(TemplateError::Truncated))]);
+        let body = [0x01, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x04];
+        let got: Vec<_> = TemplateRecords::new(&body, false, 4).collect();
+        assert_eq!(
+            got,
+            vec![(0, Err(TemplateError::TooManyFields { count: 5, limit: 4 }))]
+        );
+    }
+}
