@@ -67,10 +67,12 @@ pub fn run(
                 eprintln!("{}: message {i}: {e}", path.display());
             }
         }
-        printer
-            .io
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("writing output: {e}"))?;
+        match &printer.io {
+            // A reader that stopped reading (`| head`) is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => anyhow::bail!("writing output: {e}"),
+            Ok(()) => {}
+        }
     }
     Ok(report)
 }
