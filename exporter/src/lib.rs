@@ -1,0 +1,7 @@
+//! podflow-exporter, the probe: the building blocks behind the `podflow-exporter` binary.
+//!
+//! * [`parse`]: captured frame -> flow-relevant packet fields (pure, allocation-free).
+//! * [`community_id`]: the `community-id` subcommand, a Community ID listing of a capture file.
+
+pub mod community_id;
+pub mod parse;
