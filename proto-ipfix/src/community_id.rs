@@ -93,6 +93,40 @@ const fn icmp_counterpart(proto: u8, icmp_type: u8) -> Option<u8> {
     Some(counterpart)
 }
 
+/// How Community ID orders a flow's endpoints: the (possibly ICMP-mapped) ports, and whether the
+/// endpoints must be swapped to put the smaller one first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// Source "port": the port, or for ICMP/ICMPv6 the type.
+    pub sport: u16,
+    /// Destination "port": the port, or for ICMP/ICMPv6 the counterpart type (paired types) or the code.
+    pub dport: u16,
+    /// True when the canonical order is destination first.
+    pub swapped: bool,
+    /// True for unpaired ICMP types: a one-way flow, never swapped.
+    pub one_way: bool,
+}
+
+/// The canonical endpoint order of Community ID v1 (the spec's step 1 and 2): ICMP types are mapped to
+/// their counterparts, then the smaller address (ports only when the addresses are equal) comes first.
+///
+/// `saddr` and `daddr` are network-order addresses of the same length. A flow table that keys flows in
+/// this order gives both directions of a connection one key, the same one the Community ID hashes.
+pub fn order(saddr: &[u8], daddr: &[u8], proto: u8, sport: u16, dport: u16) -> Order {
+    let (mut sport, mut dport, mut one_way) = (sport, dport, false);
+    if proto == PROTO_ICMP || proto == PROTO_ICMPV6 {
+        // ICMP type and code travel in 16-bit "port" slots; only the low byte of each is meaningful.
+        let icmp_type = sport as u8;
+        match icmp_counterpart(proto, icmp_type) {
+            Some(counterpart) => dport = u16::from(counterpart),
+            None => one_way = true,
+        }
+        sport = u16::from(icmp_type);
+    }
+    let ordered = one_way || saddr < daddr || (saddr == daddr && uses_ports(proto) && sport < dport);
+    Order { sport, dport, swapped: !ordered, one_way }
+}
+
 /// A Community ID v1 hasher: holds the seed, computes [`Digest`]s.
 ///
 /// Cheap to copy; create one per configuration and reuse it.
@@ -141,22 +175,11 @@ impl CommunityId {
     /// Shared body of the per-family entry points; `saddr` and `daddr` have the same length (4 or 16).
     fn hash_raw(&self, saddr: &[u8], daddr: &[u8], proto: u8, sport: u16, dport: u16) -> Digest {
         let with_ports = uses_ports(proto);
-        let (mut sport, mut dport, mut one_way) = (sport, dport, false);
-        if proto == PROTO_ICMP || proto == PROTO_ICMPV6 {
-            // ICMP type and code travel in 16-bit "port" slots; only the low byte of each is meaningful.
-            let icmp_type = sport as u8;
-            match icmp_counterpart(proto, icmp_type) {
-                Some(counterpart) => dport = u16::from(counterpart),
-                None => one_way = true,
-            }
-            sport = u16::from(icmp_type);
-        }
-
-        let ordered = one_way || saddr < daddr || (saddr == daddr && with_ports && sport < dport);
-        let (a, b, pa, pb) = if ordered {
-            (saddr, daddr, sport, dport)
+        let o = order(saddr, daddr, proto, sport, dport);
+        let (a, b, pa, pb) = if o.swapped {
+            (daddr, saddr, o.dport, o.sport)
         } else {
-            (daddr, saddr, dport, sport)
+            (saddr, daddr, o.sport, o.dport)
         };
 
         // Largest input: seed 2 + two IPv6 addresses 32 + proto/pad 2 + ports 4.
