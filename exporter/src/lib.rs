@@ -4,4 +4,5 @@
 //! * [`community_id`]: the `community-id` subcommand, a Community ID listing of a capture file.
 
 pub mod community_id;
+pub mod flow;
 pub mod parse;

@@ -124,7 +124,12 @@ pub fn order(saddr: &[u8], daddr: &[u8], proto: u8, sport: u16, dport: u16) -> O
         sport = u16::from(icmp_type);
     }
     let ordered = one_way || saddr < daddr || (saddr == daddr && uses_ports(proto) && sport < dport);
-    Order { sport, dport, swapped: !ordered, one_way }
+    Order {
+        sport,
+        dport,
+        swapped: !ordered,
+        one_way,
+    }
 }
 
 /// A Community ID v1 hasher: holds the seed, computes [`Digest`]s.
