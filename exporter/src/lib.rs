@@ -4,5 +4,6 @@
 //! * [`community_id`]: the `community-id` subcommand, a Community ID listing of a capture file.
 
 pub mod community_id;
+pub mod export;
 pub mod flow;
 pub mod parse;

@@ -127,9 +127,7 @@ impl FlowTable {
     /// Counts a packet seen at `now`; flows that end because of it (a TCP connection reopening, an
     /// eviction) go to `out`. Timeouts are checked here too, every sweep interval of the packet clock.
     pub fn packet(&mut self, p: &PacketInfo, now: u64, out: &mut impl FnMut(Expired)) {
-        if now >= self.next_sweep_ms {
-            self.expire(now, out);
-        }
+        self.tick(now, out);
         let Some((key, side)) = self.key_of(p, now) else {
             return;
         };
@@ -238,6 +236,14 @@ impl FlowTable {
         }
         self.free.push(i);
         self.live -= 1;
+    }
+
+    /// Runs [`FlowTable::expire`] if a sweep is due at `now`: for live capture, where time passes without
+    /// packets.
+    pub fn tick(&mut self, now: u64, out: &mut impl FnMut(Expired)) {
+        if now >= self.next_sweep_ms {
+            self.expire(now, out);
+        }
     }
 
     /// Exports flows whose time is up (idle, active, TCP end) and forgets stale fragments.
