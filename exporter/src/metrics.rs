@@ -15,8 +15,11 @@ use crate::flow::EndReason;
 use crate::parse::Skip;
 
 /// Why a captured packet was not counted into a flow.
-pub const SKIP_REASONS: [(Skip, &str); 3] =
-    [(Skip::NotIp, "not_ip"), (Skip::Truncated, "truncated"), (Skip::Malformed, "malformed")];
+pub const SKIP_REASONS: [(Skip, &str); 3] = [
+    (Skip::NotIp, "not_ip"),
+    (Skip::Truncated, "truncated"),
+    (Skip::Malformed, "malformed"),
+];
 
 /// Kernel counters of one interface, as libpcap reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,7 +87,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let s = self.lock().clone();
         let mut o = String::with_capacity(4096);
-        let mut fam = |o: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let fam = |o: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, v) in samples {
                 let _ = writeln!(o, "{name}{labels} {v}");
@@ -92,14 +95,42 @@ impl Metrics {
         };
         let one = |v: u64| vec![(String::new(), v)];
         let by = |key: &str, items: Vec<(String, u64)>| {
-            items.into_iter().map(|(l, v)| (format!("{{{key}=\"{}\"}}", esc(&l)), v)).collect::<Vec<_>>()
+            items
+                .into_iter()
+                .map(|(l, v)| (format!("{{{key}=\"{}\"}}", esc(&l)), v))
+                .collect::<Vec<_>>()
         };
-        let skipped = SKIP_REASONS.iter().zip(s.skipped).map(|((_, l), v)| (l.to_string(), v)).collect();
-        let exported = EndReason::ALL.iter().map(|r| (r.label().to_string(), s.exported[*r as usize - 1])).collect();
-        let kernel = |pick: fn(&KernelStats) -> u64| s.kernel.iter().map(|(n, k)| (n.clone(), pick(k))).collect();
-        let sent = |pick: fn(&SendStats) -> u64| s.collectors.iter().map(|c| (c.collector.clone(), pick(c))).collect();
-        fam(&mut o, "podflow_exporter_packets_total", "counter", "Packets read from interfaces or the capture file.", &one(s.packets));
-        fam(&mut o, "podflow_exporter_packets_skipped_total", "counter", "Packets not counted into a flow, by reason.", &by("reason", skipped));
+        let skipped = SKIP_REASONS
+            .iter()
+            .zip(s.skipped)
+            .map(|((_, l), v)| (l.to_string(), v))
+            .collect();
+        let exported = EndReason::ALL
+            .iter()
+            .map(|r| (r.label().to_string(), s.exported[*r as usize - 1]))
+            .collect();
+        let kernel =
+            |pick: fn(&KernelStats) -> u64| s.kernel.iter().map(|(n, k)| (n.clone(), pick(k))).collect();
+        let sent = |pick: fn(&SendStats) -> u64| {
+            s.collectors
+                .iter()
+                .map(|c| (c.collector.clone(), pick(c)))
+                .collect()
+        };
+        fam(
+            &mut o,
+            "podflow_exporter_packets_total",
+            "counter",
+            "Packets read from interfaces or the capture file.",
+            &one(s.packets),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_packets_skipped_total",
+            "counter",
+            "Packets not counted into a flow, by reason.",
+            &by("reason", skipped),
+        );
         fam(
             &mut o,
             "podflow_exporter_kernel_dropped_packets_total",
@@ -114,9 +145,27 @@ impl Metrics {
             "Packets the interface or its driver dropped, by interface.",
             &by("interface", kernel(|k| k.if_dropped)),
         );
-        fam(&mut o, "podflow_exporter_capture_interfaces", "gauge", "Interfaces being captured.", &one(s.interfaces));
-        fam(&mut o, "podflow_exporter_active_flows", "gauge", "Flows in the flow table.", &one(s.active_flows));
-        fam(&mut o, "podflow_exporter_flows_exported_total", "counter", "Flows exported, by IPFIX flowEndReason.", &by("reason", exported));
+        fam(
+            &mut o,
+            "podflow_exporter_capture_interfaces",
+            "gauge",
+            "Interfaces being captured.",
+            &one(s.interfaces),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_active_flows",
+            "gauge",
+            "Flows in the flow table.",
+            &one(s.active_flows),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_flows_exported_total",
+            "counter",
+            "Flows exported, by IPFIX flowEndReason.",
+            &by("reason", exported),
+        );
         fam(
             &mut o,
             "podflow_exporter_orphan_fragments_total",
@@ -124,12 +173,48 @@ impl Metrics {
             "Later IP fragments whose first fragment was not seen.",
             &one(s.orphan_fragments),
         );
-        fam(&mut o, "podflow_exporter_records_total", "counter", "IPFIX data records written.", &one(s.records));
-        fam(&mut o, "podflow_exporter_messages_total", "counter", "IPFIX messages written.", &one(s.messages));
-        fam(&mut o, "podflow_exporter_encode_errors_total", "counter", "Flows that could not be encoded.", &one(s.encode_errors));
-        fam(&mut o, "podflow_exporter_sent_messages_total", "counter", "IPFIX messages sent, by collector.", &by("collector", sent(|c| c.messages)));
-        fam(&mut o, "podflow_exporter_sent_bytes_total", "counter", "Octets of IPFIX messages sent, by collector.", &by("collector", sent(|c| c.octets)));
-        fam(&mut o, "podflow_exporter_send_errors_total", "counter", "Failed sends, by collector.", &by("collector", sent(|c| c.errors)));
+        fam(
+            &mut o,
+            "podflow_exporter_records_total",
+            "counter",
+            "IPFIX data records written.",
+            &one(s.records),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_messages_total",
+            "counter",
+            "IPFIX messages written.",
+            &one(s.messages),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_encode_errors_total",
+            "counter",
+            "Flows that could not be encoded.",
+            &one(s.encode_errors),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_sent_messages_total",
+            "counter",
+            "IPFIX messages sent, by collector.",
+            &by("collector", sent(|c| c.messages)),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_sent_bytes_total",
+            "counter",
+            "Octets of IPFIX messages sent, by collector.",
+            &by("collector", sent(|c| c.octets)),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_send_errors_total",
+            "counter",
+            "Failed sends, by collector.",
+            &by("collector", sent(|c| c.errors)),
+        );
         o
     }
 }
@@ -142,12 +227,14 @@ fn esc(v: &str) -> String {
 pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for conn in listener.incoming().flatten() {
-            // A slow or broken client only costs its own request.
-            let _ = answer(conn, &metrics);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                // A slow or broken client only costs its own request.
+                let _ = answer(conn, &metrics);
+            }
+        })?;
     Ok(bound)
 }
 
@@ -159,7 +246,10 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     let (status, body) = match path {
         "/metrics" => ("200 OK", metrics.render()),
         "/healthz" => ("200 OK", "ok\n".to_string()),
-        _ => ("404 Not Found", "podflow-exporter serves /metrics and /healthz\n".to_string()),
+        _ => (
+            "404 Not Found",
+            "podflow-exporter serves /metrics and /healthz\n".to_string(),
+        ),
     };
     write!(
         conn,
@@ -180,7 +270,13 @@ mod tests {
             s.packets = 7;
             s.skip(Skip::Truncated);
             s.exported(EndReason::EndOfFlow, 3);
-            s.kernel.insert("veth1".into(), KernelStats { dropped: 2, if_dropped: 0 });
+            s.kernel.insert(
+                "veth1".into(),
+                KernelStats {
+                    dropped: 2,
+                    if_dropped: 0,
+                },
+            );
         }
         let text = m.render();
         assert!(text.contains("podflow_exporter_packets_total 7\n"));

@@ -97,7 +97,10 @@ impl IpfixWriter {
         let templates = TemplateSet::new(cfg.uniflow, cfg.enterprise_number, &cfg.observer)?;
         let template_len: usize = templates.all().iter().map(|t| t.buffer_len() + 4).sum();
         if 16 + template_len > cfg.max_message_size {
-            return Err(ConfigError::TemplatesTooLarge { needed: 16 + template_len, max: cfg.max_message_size });
+            return Err(ConfigError::TemplatesTooLarge {
+                needed: 16 + template_len,
+                max: cfg.max_message_size,
+            });
         }
         for t in templates.all() {
             enc.add_template(t);
@@ -123,7 +126,10 @@ impl IpfixWriter {
     /// interval. Nothing is sent for an empty batch unless templates are due.
     pub fn write(&mut self, flows: &[Expired], now: u64, send: &mut impl FnMut(&[u8])) {
         let export_time = u32::try_from(now / 1000).unwrap_or(u32::MAX);
-        let (uniflow, ids) = (self.cfg.uniflow, [self.templates.id(false), self.templates.id(true)]);
+        let (uniflow, ids) = (
+            self.cfg.uniflow,
+            [self.templates.id(false), self.templates.id(true)],
+        );
         let mut pending = flows.iter().flat_map(|f| records_of(f, uniflow, ids)).peekable();
         let templates_due = self.next_templates_ms.is_none_or(|t| now >= t);
         if pending.peek().is_none() && !templates_due {
@@ -144,7 +150,14 @@ impl IpfixWriter {
             let mut wrote_any = false;
             while let Some(&(flow, side, template)) = pending.peek() {
                 let outcome = msg.record(template).and_then(|mut r| {
-                    fill(&mut r, flow, side, &self.cid, self.cfg.uniflow, &self.cfg.observer);
+                    fill(
+                        &mut r,
+                        flow,
+                        side,
+                        &self.cid,
+                        self.cfg.uniflow,
+                        &self.cfg.observer,
+                    );
                     r.commit()
                 });
                 match outcome {
@@ -206,8 +219,15 @@ fn fill(
         _ => r,
     };
     let icmp = f.icmp_type_code();
-    let icmp = if side == f.initiator() { icmp } else { reply_type_code(f.key.proto, icmp) };
-    r.uint(u64::from(fwd.sport)).uint(u64::from(fwd.dport)).uint(u64::from(f.key.proto)).uint(u64::from(icmp));
+    let icmp = if side == f.initiator() {
+        icmp
+    } else {
+        reply_type_code(f.key.proto, icmp)
+    };
+    r.uint(u64::from(fwd.sport))
+        .uint(u64::from(fwd.dport))
+        .uint(u64::from(f.key.proto))
+        .uint(u64::from(icmp));
     r.uint(fwd.dir.octets).uint(fwd.dir.packets);
     if !uniflow {
         r.uint(rev.dir.octets).uint(rev.dir.packets);
@@ -221,7 +241,10 @@ fn fill(
     if !uniflow {
         r.uint(1); // biflowDirection: initiator, the source opened the flow
     }
-    let icmp_pair = f.key.is_icmp().then(|| (u16::from(f.icmp_type_code() >> 8), f.icmp_type_code() & 0xff));
+    let icmp_pair = f
+        .key
+        .is_icmp()
+        .then(|| (f.icmp_type_code() >> 8, f.icmp_type_code() & 0xff));
     let id = f.key.community_id(cid, f.initiator(), icmp_pair);
     r.str(&id.base64());
     for s in observer.values() {

@@ -50,16 +50,17 @@ impl TemplateSet {
     /// Builds the IPv4 and IPv6 templates.
     pub fn new(uniflow: bool, pen: u32, observer: &ObserverInfo) -> Result<Self, TemplateError> {
         let build = |v6: bool| {
-            let (addr, len, icmp) = if v6 { (27, 16, 139) } else { (8, 4, 32) };
+            // source/destination address ids: IPv4 8/12, IPv6 27/28
+            let (src, dst, len, icmp) = if v6 { (27, 28, 16, 139) } else { (8, 12, 4, 32) };
             let mut f = vec![
-                FieldSpec::iana(addr, len),     // sourceIPv4Address / sourceIPv6Address
-                FieldSpec::iana(addr + 4, len), // destinationIPv4Address (12) / destinationIPv6Address (28)
-                FieldSpec::iana(7, 2),          // sourceTransportPort
-                FieldSpec::iana(11, 2),         // destinationTransportPort
-                FieldSpec::iana(4, 1),          // protocolIdentifier
-                FieldSpec::iana(icmp, 2),       // icmpTypeCodeIPv4 / icmpTypeCodeIPv6
-                FieldSpec::iana(1, 8),          // octetDeltaCount
-                FieldSpec::iana(2, 8),          // packetDeltaCount
+                FieldSpec::iana(src, len), // sourceIPv4Address / sourceIPv6Address
+                FieldSpec::iana(dst, len), // destinationIPv4Address / destinationIPv6Address
+                FieldSpec::iana(7, 2),     // sourceTransportPort
+                FieldSpec::iana(11, 2),    // destinationTransportPort
+                FieldSpec::iana(4, 1),     // protocolIdentifier
+                FieldSpec::iana(icmp, 2),  // icmpTypeCodeIPv4 / icmpTypeCodeIPv6
+                FieldSpec::iana(1, 8),     // octetDeltaCount
+                FieldSpec::iana(2, 8),     // packetDeltaCount
             ];
             if !uniflow {
                 f.push(FieldSpec::reverse(1, 8)); // reverseOctetDeltaCount
@@ -87,7 +88,10 @@ impl TemplateSet {
             };
             Template::new(id, f)
         };
-        Ok(TemplateSet { v4: build(false)?, v6: build(true)? })
+        Ok(TemplateSet {
+            v4: build(false)?,
+            v6: build(true)?,
+        })
     }
 
     /// The template ID for a family.

@@ -40,14 +40,25 @@ impl Collectors {
                 .to_socket_addrs()
                 .map_err(|e| io::Error::new(e.kind(), format!("collector {spec}: {e}")))?
                 .next()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("collector {spec}: no address")))?;
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("collector {spec}: no address"))
+                })?;
             let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
                 .parse()
                 .map_err(|e| io::Error::other(format!("{e}")))?;
             let socket = UdpSocket::bind(bind)?;
             socket.connect(addr)?;
-            let stats = SendStats { collector: spec.clone(), messages: 0, octets: 0, errors: 0 };
-            targets.push(Target { socket, stats, last_log: None });
+            let stats = SendStats {
+                collector: spec.clone(),
+                messages: 0,
+                octets: 0,
+                errors: 0,
+            };
+            targets.push(Target {
+                socket,
+                stats,
+                last_log: None,
+            });
         }
         Ok(Collectors { targets })
     }

@@ -367,7 +367,8 @@ fn count(f: &mut Flow, p: &PacketInfo, side: Side, now: u64) {
         (if p.tcp_flags & ACK == 0 { side } else { side.flip() }, true)
     } else if icmp && is_icmp_request(p.proto, p.sport as u8) {
         (side, true)
-    } else if icmp && is_icmp_reply(p.proto, p.sport as u8) {
+    } else if icmp && is_icmp_reply(p.proto, p.sport as u8) && !p.dst.is_multicast() {
+        // (An unsolicited advertisement to a group answers nobody: its sender initiates.)
         (side.flip(), true)
     } else {
         (side, false)
