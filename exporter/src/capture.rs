@@ -220,13 +220,19 @@ fn open(name: &str, cfg: &LiveConfig) -> Result<(pcap::Capture<pcap::Active>, Li
         what: name.to_string(),
         source,
     };
+    // Non-blocking: on Linux a blocking read does not return before a packet arrives, whatever the
+    // timeout (libpcap keeps polling until then), so on an interface gone quiet the packets already read
+    // but not yet handed to the engine would stay in the thread's batch, and the thread would never see
+    // `stop`. The capture thread waits for the socket itself, with a timeout (see `wait_readable`).
     let mut cap = pcap::Capture::from_device(name)
         .map_err(err)?
         .promisc(cfg.promisc)
         .snaplen(cfg.snaplen)
         .buffer_size(cfg.buffer_size)
-        .timeout(100)
+        .timeout(READ_WAIT_MS)
         .open()
+        .map_err(err)?
+        .setnonblock()
         .map_err(err)?;
     cap.direction(cfg.direction).map_err(err)?;
     if let Some(f) = &cfg.filter {
@@ -238,6 +244,21 @@ fn open(name: &str, cfg: &LiveConfig) -> Result<(pcap::Capture<pcap::Active>, Li
         dlt,
     })?;
     Ok((cap, link))
+}
+
+/// Longest wait for packets before a capture thread checks `stop` and hands over a partial batch, in
+/// milliseconds (also libpcap's buffering timeout).
+const READ_WAIT_MS: i32 = 100;
+
+/// Waits until the capture's socket has packets, at most [`READ_WAIT_MS`]. An error (a signal, say) only
+/// ends the wait early: the next read reports real trouble.
+fn wait_readable(cap: &pcap::Capture<pcap::Active>) {
+    let timeout = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(READ_WAIT_MS) * 1_000_000,
+    };
+    let mut fds = [rustix::event::PollFd::new(cap, rustix::event::PollFlags::IN)];
+    let _ = rustix::event::poll(&mut fds, Some(&timeout));
 }
 
 fn capture_thread(
@@ -273,7 +294,8 @@ fn capture_thread(
                     Err(why) => batch.skipped.push((why, ts)),
                 }
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            // Nothing to read now.
+            Err(pcap::Error::TimeoutExpired) => wait_readable(&cap),
             Err(e) => {
                 eprintln!("podflow-exporter: stopped capturing {name}: {e}");
                 break;
@@ -299,5 +321,73 @@ fn capture_thread(
     }
     if batch.read > 0 {
         let _ = tx.send(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// A capture thread on an interface that goes quiet still hands over every packet it read, and still
+    /// stops when told (needs root, to capture on `lo`).
+    #[test]
+    fn capture_thread_flushes_and_stops_when_the_interface_is_idle() {
+        if !pcap::Device::list().is_ok_and(|d| d.iter().any(|d| d.name == "lo"))
+            || pcap::Capture::from_device("lo").and_then(|c| c.open()).is_err()
+        {
+            eprintln!("!!!!! SKIPPED: capturing on lo needs root !!!!!");
+            return;
+        }
+        let rx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rx_sock.local_addr().unwrap().port();
+        let cfg = LiveConfig {
+            interfaces: vec!["lo".into()],
+            // Only this test's datagrams, whatever else runs on lo.
+            filter: Some(format!("udp and dst port {port}")),
+            snaplen: 128,
+            buffer_size: 1 << 20,
+            promisc: false,
+            direction: pcap::Direction::InOut,
+            rescan: Duration::from_secs(1),
+        };
+        let (tx, rx) = sync_channel(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (metrics, stop2) = (Metrics::default(), stop.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            capture_thread("lo", &cfg, &tx, &metrics, &stop2);
+            let _ = done_tx.send(());
+        });
+        // The capture is open once a datagram sent now is seen; until then, send again.
+        let tx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut read = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read == 0 {
+            assert!(Instant::now() < deadline, "the capture never saw a datagram");
+            tx_sock.send_to(b"probe", ("127.0.0.1", port)).unwrap();
+            if let Ok(b) = rx.recv_timeout(Duration::from_millis(200)) {
+                read += b.read;
+            }
+        }
+        // Two datagrams back to back, then silence: the second arrives within the batching interval of
+        // the first, so only a read timeout on the idle interface hands it over.
+        let before = read;
+        tx_sock.send_to(b"one", ("127.0.0.1", port)).unwrap();
+        tx_sock.send_to(b"two", ("127.0.0.1", port)).unwrap();
+        let mut after = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while after < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let b = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("got {after} of 2 packets from an idle interface"));
+            after += b.read;
+        }
+        assert!(before > 0 && after == 2, "read {after} packets, sent 2");
+        stop.store(true, Ordering::Relaxed);
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the capture thread of an idle interface did not stop");
     }
 }
