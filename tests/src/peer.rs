@@ -102,12 +102,19 @@ pub fn free_udp_port() -> anyhow::Result<u16> {
 
 /// True when some socket is bound to UDP `port` (IPv4 or IPv6, any address), per `/proc/net/udp{,6}`.
 pub fn udp_port_bound(port: u16) -> anyhow::Result<bool> {
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+    udp_port_bound_in(Path::new("/proc/net"), port)
+}
+
+/// Like [`udp_port_bound`], reading the `udp` and `udp6` tables of `proc_net` (a `/proc/.../net`
+/// directory: another process's or thread's, to look into its network namespace).
+pub fn udp_port_bound_in(proc_net: &Path, port: u16) -> anyhow::Result<bool> {
+    for table in ["udp", "udp6"].map(|t| proc_net.join(t)) {
+        let table = table.as_path();
         let text = match std::fs::read_to_string(table) {
             Ok(t) => t,
             // A kernel without IPv6 has no udp6 table.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {table}")),
+            Err(e) => return Err(e).with_context(|| format!("reading {table:?}")),
         };
         // Lines look like "  12: 0100007F:1F90 00000000:0000 07 ...": the local port is hex after ':'.
         let bound = text.lines().skip(1).any(|line| {
@@ -152,6 +159,18 @@ impl PeerProcess {
             stdout_path,
             stderr_path,
         })
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the peer printed on stdout so far (for programs that report progress there).
+    pub fn stdout_so_far(&self) -> anyhow::Result<String> {
+        let bytes =
+            std::fs::read(&self.stdout_path).with_context(|| format!("reading {:?}", self.stdout_path))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// What the peer printed on stderr so far (for readiness messages).
