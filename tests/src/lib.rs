@@ -8,6 +8,7 @@
 //! - [`bins`]: podflow's own programs, built with the running test's profile.
 //! - [`netns`]: network namespaces joined by veth pairs, for live capture tests (root only).
 //! - [`nfcapd`]: nfdump's collector started, stopped without losing a datagram, and read back.
+//! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 
 pub mod bins;
@@ -17,4 +18,5 @@ pub mod flows;
 pub mod netns;
 pub mod nfcapd;
 pub mod pcap;
+pub mod pdml;
 pub mod peer;

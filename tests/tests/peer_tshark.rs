@@ -10,112 +10,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddrV4, UdpSocket};
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use podflow_e2e::expect::{Mismatches, UtcTime, hex};
 use podflow_e2e::flows::{self, SampleFlow, V4_TEMPLATE_ID, V6_TEMPLATE_ID};
 use podflow_e2e::pcap::write_pcap;
+use podflow_e2e::pdml::{Decoded, PdmlField, parse_pdml, tshark_pdml};
 use podflow_e2e::peer::{self, PEER_TIMEOUT, PeerProcess};
 
 /// UDP port the pcap file's datagrams go to: not one tshark decodes as IPFIX by default, so the test
 /// also shows the decode-as flag is what makes it dissect them.
 const PCAP_PORT: u16 = 9555;
-
-/// One PDML `<field>`: its filter name, display line, display value and raw value (hex).
-#[derive(Clone, Debug)]
-struct PdmlField {
-    name: String,
-    showname: String,
-    show: String,
-    value: String,
-}
-
-/// A template record as tshark decoded it: its id and each field specifier as (element id, length, PEN).
-type TemplateRecord = (u16, Vec<(u16, u16, u32)>);
-
-/// What tshark decoded from a capture.
-#[derive(Debug, Default)]
-struct Decoded {
-    /// Per data record: all its fields, nested ones included, in dissection order.
-    flows: Vec<Vec<PdmlField>>,
-    /// Every template record.
-    templates: Vec<TemplateRecord>,
-    /// Expert infos and malformed marks, by their display line.
-    problems: Vec<String>,
-    /// Packets tshark dissected as IPFIX.
-    ipfix_packets: usize,
-}
-
-fn pdml_field(node: roxmltree::Node<'_, '_>) -> PdmlField {
-    let attr = |a: &str| node.attribute(a).unwrap_or_default().to_string();
-    PdmlField {
-        name: attr("name"),
-        showname: attr("showname"),
-        show: attr("show"),
-        value: attr("value"),
-    }
-}
-
-fn parse_pdml(xml: &str) -> anyhow::Result<Decoded> {
-    let doc = roxmltree::Document::parse(xml).context("tshark printed invalid PDML")?;
-    let mut out = Decoded::default();
-    for node in doc.descendants().filter(|n| n.is_element()) {
-        let name = node.attribute("name").unwrap_or_default();
-        let show = node.attribute("show").unwrap_or_default();
-        if name == "_ws.expert" || name == "_ws.malformed" {
-            out.problems.push(pdml_field(node).showname);
-        } else if node.has_tag_name("proto") && name == "cflow" {
-            out.ipfix_packets += 1;
-        } else if name.is_empty() && show.starts_with("Flow ") {
-            let fields = node.descendants().skip(1).filter(|n| n.has_tag_name("field"));
-            out.flows.push(fields.map(pdml_field).collect());
-        } else if name.is_empty() && show.starts_with("Template (Id = ") {
-            out.templates.push(template_record(node)?);
-        }
-    }
-    Ok(out)
-}
-
-/// A template record's id and field specifiers, from the PDML tree under "Template (Id = ...)".
-fn template_record(node: roxmltree::Node<'_, '_>) -> anyhow::Result<TemplateRecord> {
-    let child = |n: roxmltree::Node<'_, '_>, name: &str| {
-        n.children()
-            .find(|c| c.attribute("name") == Some(name))
-            .and_then(|c| c.attribute("show"))
-            .map(str::to_string)
-    };
-    let id = child(node, "cflow.template_id")
-        .context("template without id")?
-        .parse()?;
-    let mut specs = Vec::new();
-    for f in node
-        .children()
-        .filter(|c| c.attribute("show").is_some_and(|s| s.starts_with("Field (")))
-    {
-        let ty = child(f, "cflow.template_ipfix_field_type")
-            .or_else(|| child(f, "cflow.template_ipfix_field_type_enterprise"))
-            .context("template field without type")?;
-        let len = child(f, "cflow.template_field_length").context("template field without length")?;
-        let pen = child(f, "cflow.template_ipfix_field_pen").unwrap_or_else(|| "0".into());
-        specs.push((ty.parse()?, len.parse()?, pen.parse()?));
-    }
-    Ok((id, specs))
-}
-
-/// Runs tshark on `capture`, dissecting UDP `port` as IPFIX, and returns its PDML. tshark's home is
-/// `home` so a developer's own Wireshark preferences cannot change what it prints.
-fn tshark_pdml(tshark: &Path, capture: &Path, port: u16, home: &Path) -> anyhow::Result<String> {
-    peer::run(
-        Command::new(tshark)
-            .arg("-r")
-            .arg(capture)
-            .args(["-d", &format!("udp.port=={port},cflow"), "-T", "pdml"])
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home),
-    )
-}
 
 /// The `nth` field called `name`, or a recorded failure.
 fn nth<'a>(
