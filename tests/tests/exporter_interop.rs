@@ -15,9 +15,9 @@
 //!   (`reverseOctetDeltaCount`, ...).
 //!
 //! nfdump 1.7.1 shows the destination port of the SCTP flow as 0, where proto-ipfix, tshark and
-//! python3-ipfix read 7: it stores the ICMP type/code element (sent as 0 for non-ICMP flows) in the
-//! destination port of protocols other than TCP and UDP. The test expects that rendering, so a fixed
-//! nfdump shows up as a failure to update here.
+//! python3-ipfix read 7: it appears to store the ICMP type/code element (sent as 0 for non-ICMP flows)
+//! in the destination port of protocols other than TCP and UDP. The test expects that rendering, so a
+//! fixed nfdump shows up as a failure to update here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -365,8 +365,18 @@ fn nfdump_records(json: &[Value], client: SocketAddr, server: SocketAddr) -> Vec
         .collect()
 }
 
-/// Requires the peers of the live tests; `None` to skip.
+/// Requires root and the peers of the live tests; `None` to skip.
 fn peers() -> anyhow::Result<Option<(PathBuf, PathBuf, PathBuf, PathBuf)>> {
+    if !rustix::process::geteuid().is_root() {
+        if std::env::var(peer::ALLOW_MISSING_ENV).is_ok_and(|v| v == "1") {
+            eprintln!("\n!!!!! SKIPPED: live capture tests need root !!!!!\n");
+            return Ok(None);
+        }
+        bail!(
+            "live capture tests need root (network namespaces, packet capture); set {}=1 to skip",
+            peer::ALLOW_MISSING_ENV
+        );
+    }
     let (Some(tshark), Some(nfcapd), Some(nfdump), Some(promtool)) = (
         peer::require("tshark", "tshark")?,
         peer::require("nfcapd", "nfdump")?,
@@ -662,6 +672,54 @@ fn interface_pattern_picks_up_new_interfaces() -> anyhow::Result<()> {
     assert_eq!(
         (udp.packets, udp.octets, udp.reverse_packets, udp.reverse_octets),
         (3, 3 * (64 + 28), Some(3), Some(3 * (32 + 28))),
+        "{udp:?}"
+    );
+    oracle.stop()?;
+    Ok(())
+}
+
+/// `--direction in` counts only the packets an interface receives: on `a`'s end, the answers from `b`.
+/// With the requests unseen, the flow's first packet is an answer, so the record's source is `b`.
+#[test]
+fn direction_in_counts_received_packets_only() -> anyhow::Result<()> {
+    let Some((tshark, ..)) = peers()? else {
+        return Ok(());
+    };
+    let lab = Lab::new("dirin")?;
+    lab.link("a0")?;
+    let mut rx = lab.receiver()?;
+    let collector = rx.local_addr()?.to_string();
+    let args = [
+        "-i",
+        "a0",
+        "--direction",
+        "in",
+        "--collector",
+        &collector,
+        "--tcp-linger",
+        "1",
+        "--idle-timeout",
+        "3600",
+    ];
+    let exporter = lab.exporter(&args, "capturing a0 (")?;
+    let (mut oracle, _) = lab.oracle(&tshark)?;
+    let (client, server) = lab.udp_exchange(4, 50, 150)?;
+    lab.marker()?;
+    // The marker's SYN leaves `a` unseen; its RST, received, makes a flow that TCP ends.
+    peer::wait_until("tshark to capture the marker's RST", PEER_TIMEOUT, || {
+        oracle.check_running()?;
+        Ok(parse_fields(&oracle.stdout_so_far()?)?
+            .iter()
+            .any(|p| p.proto == TCP && p.sport == MARKER_PORT && p.tcp_flags & 0x04 != 0))
+    })?;
+    rx.wait_for("the exporter to export the marker's RST", PEER_TIMEOUT, |flows| {
+        flows.iter().any(|f| f.proto == TCP && f.sport == MARKER_PORT)
+    })?;
+    stop_exporter(exporter, &mut rx)?;
+    let udp = one_flow(&rx, UDP, server, client)?;
+    assert_eq!(
+        (udp.packets, udp.octets, udp.reverse_packets, udp.reverse_octets),
+        (4, 4 * (150 + 28), Some(0), Some(0)),
         "{udp:?}"
     );
     oracle.stop()?;
