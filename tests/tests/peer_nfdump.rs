@@ -16,67 +16,15 @@
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use podflow_e2e::expect::{Mismatches, UtcTime};
 use podflow_e2e::flows::{self, SampleFlow};
-use podflow_e2e::peer::{self, PEER_TIMEOUT, PeerProcess};
+use podflow_e2e::nfcapd::Nfcapd;
+use podflow_e2e::peer;
 use proto_ipfix::IpfixHeader;
 use serde_json::Value;
-
-/// Attempts at starting nfcapd: another program may take the free port between our check and its bind.
-const START_ATTEMPTS: usize = 3;
-
-/// nfcapd running on a loopback port, repeating every datagram it receives to `repeats`.
-struct Collector {
-    process: PeerProcess,
-    port: u16,
-    repeats: UdpSocket,
-}
-
-fn start_nfcapd(nfcapd: &Path, flow_dir: &Path, log_dir: &Path) -> anyhow::Result<Collector> {
-    // nfcapd repeats each datagram it has read (-R) to this socket: receiving them all back is the signal
-    // that nfcapd has taken every message off its socket, so stopping it then loses nothing.
-    let repeats = UdpSocket::bind("127.0.0.1:0")?;
-    repeats.set_read_timeout(Some(PEER_TIMEOUT))?;
-    let repeat_to = format!("127.0.0.1/{}", repeats.local_addr()?.port());
-    let mut last_error = None;
-    for _ in 0..START_ATTEMPTS {
-        let port = peer::free_udp_port()?;
-        let mut process = PeerProcess::spawn(
-            "nfcapd",
-            Command::new(nfcapd)
-                .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-R", &repeat_to, "-w"])
-                .arg(flow_dir),
-            log_dir,
-        )?;
-        match process.wait_udp_bound(port) {
-            Ok(()) => {
-                return Ok(Collector {
-                    process,
-                    port,
-                    repeats,
-                });
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nfcapd never started")))
-}
-
-/// Files in `dir` whose names start with `prefix`.
-fn files_with_prefix(dir: &Path, prefix: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(prefix) {
-            out.push(entry.path());
-        }
-    }
-    Ok(out)
-}
 
 /// A message without sets that continues the sample stream after `records_sent` data records.
 fn empty_message(records_sent: u32) -> Vec<u8> {
@@ -103,15 +51,10 @@ fn collect(messages: &[Vec<u8>], records_sent: u32) -> anyhow::Result<Option<(Ve
     let dir = tempfile::tempdir()?;
     let flow_dir = dir.path().join("flows");
     std::fs::create_dir(&flow_dir)?;
-    let mut c = start_nfcapd(&nfcapd, &flow_dir, dir.path())?;
-    peer::wait_until("nfcapd to open its output file", PEER_TIMEOUT, || {
-        c.process.check_running()?;
-        Ok(!files_with_prefix(&flow_dir, "nfcapd.current")?.is_empty())
-    })?;
+    let c = Nfcapd::start(&nfcapd, &flow_dir, dir.path())?;
 
-    // nfcapd 1.7 reads a datagram, repeats it, and only processes it on its next turn, after checking
-    // whether it was told to stop: a datagram read just before SIGTERM is dropped. So a header-only
-    // message follows the flows: once nfcapd has repeated it, it has finished with every flow message.
+    // A header-only message follows the flows: once nfcapd has repeated it, it has finished with every
+    // flow message (see podflow_e2e::nfcapd).
     let tx = UdpSocket::bind("127.0.0.1:0")?;
     let mut buf = vec![0u8; 65_535];
     let trailer = empty_message(records_sent);
@@ -123,17 +66,8 @@ fn collect(messages: &[Vec<u8>], records_sent: u32) -> anyhow::Result<Option<(Ve
             .context("nfcapd did not repeat a datagram it should have read")?;
         assert_eq!(&buf[..n], m.as_slice(), "nfcapd repeated something else");
     }
-    let out = c.process.stop()?;
+    let (out, flow_dir) = c.stop()?;
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !log.contains("Bad Packets: 0") {
-        bail!("nfcapd refused datagrams:\n{}", peer::describe(&out));
-    }
-    if files_with_prefix(&flow_dir, "nfcapd.2")?.is_empty() {
-        bail!(
-            "nfcapd left no closed flow file in {flow_dir:?}:\n{}",
-            peer::describe(&out)
-        );
-    }
 
     // nfdump prints times in local time: pin it to UTC. -R reads every file in the directory, in case
     // nfcapd rotated its file while the test ran.
