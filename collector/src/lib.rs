@@ -2,7 +2,9 @@
 //!
 //! The life of a flow in the collector, one module per step:
 //! * [`model`]: the one flow model every decoder produces and every sink reads.
+//! * [`enrich`]: NAT join, Kubernetes attribution at the flow's time, duplicate observers.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
 
+pub mod enrich;
 pub mod inspect;
 pub mod model;

@@ -17,6 +17,9 @@ pub struct InlineStr {
 }
 
 impl InlineStr {
+    /// The empty string.
+    pub const EMPTY: InlineStr = InlineStr { len: 0, buf: [0; 47] };
+
     /// Copies `s` if it fits in 47 octets.
     pub fn new(s: &str) -> Option<Self> {
         let len = u8::try_from(s.len()).ok().filter(|&l| l <= 47)?;
