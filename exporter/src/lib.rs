@@ -3,6 +3,10 @@
 //! * [`parse`]: captured frame -> flow-relevant packet fields (pure, allocation-free).
 //! * [`community_id`]: the `community-id` subcommand, a Community ID listing of a capture file.
 
+pub mod capture;
 pub mod community_id;
+pub mod export;
 pub mod flow;
+pub mod metrics;
 pub mod parse;
+pub mod probe;

@@ -4,19 +4,142 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use podflow_exporter::capture::{self, LiveConfig};
 use podflow_exporter::community_id::{self, Encoding};
+use podflow_exporter::export::{Collectors, ExportConfig, IpfixWriter, ObserverInfo};
+use podflow_exporter::flow::{FlowTable, TableConfig};
+use podflow_exporter::metrics::{self, Metrics};
+use podflow_exporter::probe::Engine;
 use proto_ipfix::community_id::CommunityId;
 
 /// podflow probe: captures packets, aggregates bidirectional flows and exports them as IPFIX.
+///
+/// Reads live interfaces (--interface) or a capture file (--pcap), counts packets into bidirectional
+/// flows keyed like the Community ID, and sends each ended flow as one IPFIX biflow record (RFC 5103)
+/// over UDP to every --collector. Octets count IP packets (header and payload), never the link layer.
+///
+/// Examples:
+///   podflow-exporter --interface 'veth*' --direction in --collector collector.podflow:4739
+///   podflow-exporter --pcap trace.pcap --collector 127.0.0.1:4739 --uniflow
 #[derive(Debug, Parser)]
-#[command(name = "podflow-exporter", version)]
-#[command(
-    after_help = "Flow export (live capture, IPFIX) is not built yet; the community-id tool works today."
-)]
+#[command(name = "podflow-exporter", version, verbatim_doc_comment)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    #[command(flatten)]
+    probe: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// Interface to capture, by name or glob pattern (repeatable): 'eth0', 'veth*', 'cali*'. Patterns
+    /// are matched again every --rescan-interval, so interfaces that appear later are captured too.
+    #[arg(long = "interface", short = 'i', value_name = "NAME", conflicts_with = "pcap")]
+    interfaces: Vec<String>,
+
+    /// Read packets from a pcap or pcapng file as fast as possible instead of capturing; the packets'
+    /// timestamps are the clock, and every flow is exported at the end of the file.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+
+    /// Collector to send IPFIX to, HOST:PORT (repeatable; UDP; 4739 is the IPFIX port).
+    #[arg(long = "collector", short = 'c', value_name = "HOST:PORT")]
+    collectors: Vec<String>,
+
+    /// BPF filter applied in the kernel (pcap-filter syntax), e.g. 'not port 4739'.
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+
+    /// Octets kept of each packet: headers are enough (Ethernet, VLANs, IPv6 and TCP with options).
+    #[arg(long, value_name = "BYTES", default_value_t = 128)]
+    snaplen: i32,
+
+    /// Kernel capture buffer per interface, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    buffer_size: i32,
+
+    /// Capture in promiscuous mode (off: a probe counts the traffic of its own host or pod).
+    #[arg(long)]
+    promisc: bool,
+
+    /// Which packets of each interface to count: 'in' (received), 'out' (sent) or 'both'. A node probe
+    /// on pod-side veth interfaces uses 'in': a packet a pod sends is received there once.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
+    direction: DirectionArg,
+
+    /// How often interface patterns are matched again, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    rescan_interval: u64,
+
+    /// A flow with no packet for this long ends (flowEndReason 1).
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    idle_timeout: u64,
+
+    /// A flow lasting this long is exported and goes on as a new delta record (flowEndReason 2).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    active_timeout: u64,
+
+    /// Time after TCP FIN both ways or RST before the flow ends (flowEndReason 3), so the last ACK counts.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+    tcp_linger: u64,
+
+    /// Most flows held; when full, the least recently seen are exported early (flowEndReason 5).
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+    max_flows: usize,
+
+    /// Two uniflow records per flow, for collectors that do not understand RFC 5103 reverse elements.
+    #[arg(long)]
+    uniflow: bool,
+
+    /// Observation Domain ID in every IPFIX message header.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    observation_domain_id: u32,
+
+    /// Largest IPFIX message in octets: the path MTU less IP and UDP headers (1500 - 20 - 8 = 1472 on
+    /// IPv4 Ethernet; RFC 7011 recommends 512 when the path MTU is unknown).
+    #[arg(long, value_name = "BYTES", default_value_t = 1400)]
+    mtu: usize,
+
+    /// Templates are sent again this often, in seconds (collectors forget templates not refreshed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    template_refresh: u64,
+
+    /// Private Enterprise Number of podflow's own elements (communityId, observer names, ...).
+    #[arg(long, value_name = "PEN", default_value_t = proto_ipfix::ie::DEFAULT_PODFLOW_PEN)]
+    enterprise_number: u32,
+
+    /// Name of the pod this probe observes, exported in every record (sidecars: from the downward API).
+    #[arg(long, env = "PODFLOW_POD_NAME", value_name = "NAME")]
+    observer_pod_name: Option<String>,
+
+    /// Namespace of that pod.
+    #[arg(long, env = "PODFLOW_POD_NAMESPACE", value_name = "NAMESPACE")]
+    observer_pod_namespace: Option<String>,
+
+    /// Node the probe runs on.
+    #[arg(long, env = "PODFLOW_NODE_NAME", value_name = "NODE")]
+    observer_node_name: Option<String>,
+
+    /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address,
+    /// e.g. 0.0.0.0:9477.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DirectionArg {
+    In,
+    Out,
+    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,14 +183,84 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CommunityId(args)) => report(community_id_cmd(&args)),
-        None => {
-            eprintln!(
-                "podflow-exporter: flow export is not built yet; \
-                 see `podflow-exporter --help` for the available tools"
-            );
-            ExitCode::from(2)
-        }
+        None => match usage_error(&cli.probe) {
+            Some(msg) => {
+                eprintln!("podflow-exporter: {msg}; see podflow-exporter --help");
+                ExitCode::from(2)
+            }
+            None => report(probe(cli.probe)),
+        },
     }
+}
+
+/// What is missing from the command line, if anything.
+fn usage_error(a: &ProbeArgs) -> Option<&'static str> {
+    if a.pcap.is_none() && a.interfaces.is_empty() {
+        return Some("nothing to read: give --interface NAME (live capture) or --pcap FILE");
+    }
+    if a.collectors.is_empty() {
+        return Some("no collector: give --collector HOST:PORT (repeatable)");
+    }
+    None
+}
+
+fn probe(a: ProbeArgs) -> anyhow::Result<()> {
+    let secs = |s: u64| s.saturating_mul(1000);
+    let table = TableConfig {
+        idle_timeout_ms: secs(a.idle_timeout),
+        active_timeout_ms: secs(a.active_timeout),
+        tcp_linger_ms: secs(a.tcp_linger),
+        max_flows: a.max_flows.max(1),
+        ..TableConfig::default()
+    };
+    let export = ExportConfig {
+        observation_domain: a.observation_domain_id,
+        max_message_size: a.mtu,
+        uniflow: a.uniflow,
+        enterprise_number: a.enterprise_number,
+        observer: ObserverInfo {
+            pod_name: a.observer_pod_name.filter(|s| !s.is_empty()),
+            pod_namespace: a.observer_pod_namespace.filter(|s| !s.is_empty()),
+            node_name: a.observer_node_name.filter(|s| !s.is_empty()),
+        },
+        template_refresh_ms: secs(a.template_refresh),
+    };
+    let writer = IpfixWriter::new(export).context("export settings")?;
+    let collectors = Collectors::connect(&a.collectors)?;
+    let metrics = Metrics::default();
+    if let Some(addr) = a.metrics_listen {
+        let bound = metrics::serve(addr, metrics.clone()).with_context(|| format!("metrics on {addr}"))?;
+        eprintln!("podflow-exporter: metrics on http://{bound}/metrics");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let mut engine = Engine::new(FlowTable::new(table), writer, collectors, metrics.clone());
+    let totals = match &a.pcap {
+        Some(path) => capture::run_file(path, &mut engine, &stop)?,
+        None => {
+            let live = LiveConfig {
+                interfaces: a.interfaces,
+                filter: a.filter,
+                snaplen: a.snaplen,
+                buffer_size: a.buffer_size.saturating_mul(1 << 20),
+                promisc: a.promisc,
+                direction: match a.direction {
+                    DirectionArg::In => pcap::Direction::In,
+                    DirectionArg::Out => pcap::Direction::Out,
+                    DirectionArg::Both => pcap::Direction::InOut,
+                },
+                rescan: Duration::from_secs(a.rescan_interval.max(1)),
+            };
+            capture::run_live(live, &mut engine, &metrics, &stop)?
+        }
+    };
+    eprintln!(
+        "podflow-exporter: {} packets ({} skipped), {} flows exported as {} records in {} messages",
+        totals.packets, totals.skipped, totals.flows, totals.records, totals.messages
+    );
+    Ok(())
 }
 
 fn community_id_cmd(args: &CommunityIdArgs) -> anyhow::Result<()> {

@@ -111,10 +111,13 @@ fn seed_out_of_range_is_rejected() {
 }
 
 #[test]
-fn no_subcommand_exits_2() {
+fn no_source_is_a_usage_error() {
     let out = Command::new(BIN).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interface NAME (live capture) or --pcap FILE"));
+    let out = Command::new(BIN).args(["--pcap", "x.pcap"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no collector"));
 }
 
 #[test]

@@ -125,6 +125,8 @@ struct Cached {
 struct Session {
     templates: HashMap<u16, Cached>,
     next_sequence: Option<u32>,
+    /// Where the stream would go on if the last message that was behind started a new count.
+    restart_sequence: Option<u32>,
 }
 
 /// Template state for every session the decoder has seen.
@@ -256,6 +258,12 @@ impl TemplateCache {
     ///
     /// `records` must count every data record of the message; when the caller could not count them all
     /// (a set without its template), it passes `None` and tracking restarts at the next message.
+    ///
+    /// A message behind the expected number is either late or the first of an exporter that restarted its
+    /// count. It leaves the expectation alone, so the next in-order message is not counted as loss again;
+    /// but if the next message follows on from it, the exporter restarted and tracking follows the new count
+    /// (without that, every message up to the old number would be "behind" and the first one past it would
+    /// report a loss that never happened).
     pub fn track_sequence(&mut self, key: &SessionKey, sequence: u32, records: Option<u32>) -> SequenceCheck {
         let Ok(session) = self.session(key) else {
             return SequenceCheck::Start;
@@ -264,12 +272,17 @@ impl TemplateCache {
             None => SequenceCheck::Start,
             Some(expected) => match sequence.wrapping_sub(expected) {
                 0 => SequenceCheck::InOrder,
+                _ if session.restart_sequence == Some(sequence) => SequenceCheck::InOrder,
                 gap if gap < 1 << 31 => SequenceCheck::Lost(gap),
                 _ => SequenceCheck::Behind,
             },
         };
-        if check != SequenceCheck::Behind {
-            session.next_sequence = records.map(|n| sequence.wrapping_add(n));
+        let next = records.map(|n| sequence.wrapping_add(n));
+        if check == SequenceCheck::Behind {
+            session.restart_sequence = next;
+        } else {
+            session.next_sequence = next;
+            session.restart_sequence = None;
         }
         check
     }
@@ -374,5 +387,21 @@ mod tests {
         assert_eq!(c.track_sequence(&k, 3, Some(1)), SequenceCheck::Behind);
         assert_eq!(c.track_sequence(&k, 17, None), SequenceCheck::InOrder);
         assert_eq!(c.track_sequence(&k, 40, Some(1)), SequenceCheck::Start);
+    }
+
+    #[test]
+    fn sequence_tracking_follows_an_exporter_restart_but_not_a_late_message() {
+        let mut c = TemplateCache::default();
+        let k = key(1, 0);
+        c.track_sequence(&k, 0, Some(10));
+        assert_eq!(c.track_sequence(&k, 20, Some(10)), SequenceCheck::Lost(10));
+        // 10..20 arrives late; the stream goes on at 30 as expected.
+        assert_eq!(c.track_sequence(&k, 10, Some(10)), SequenceCheck::Behind);
+        assert_eq!(c.track_sequence(&k, 30, Some(5)), SequenceCheck::InOrder);
+        // The exporter restarts at 0 and goes on from there: nothing was lost.
+        assert_eq!(c.track_sequence(&k, 0, Some(20)), SequenceCheck::Behind);
+        assert_eq!(c.track_sequence(&k, 20, Some(20)), SequenceCheck::InOrder);
+        assert_eq!(c.track_sequence(&k, 40, Some(1)), SequenceCheck::InOrder);
+        assert_eq!(c.track_sequence(&k, 45, Some(1)), SequenceCheck::Lost(4));
     }
 }

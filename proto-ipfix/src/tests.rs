@@ -248,3 +248,42 @@ fn malformed_set_keeps_earlier_records_and_reports_offset() {
     assert!(sum.first_error.unwrap().is_incomplete());
     assert_eq!(sum.records, 0);
 }
+
+#[test]
+fn set_padding_is_never_as_long_as_a_record() {
+    // Records of 2 octets in sets aligned to 8: 3 records make a 10-octet set, which would need 6 octets
+    // of padding, room for 3 more records. The template set (12 octets) would need 4, as long as a
+    // withdrawal record. Both sets must stay unpadded.
+    let t = Template::new(256, vec![FieldSpec::iana(7, 2)]).unwrap();
+    let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(8);
+    enc.add_template(t);
+    let mut buf = Vec::new();
+    let mut msg = enc.message(1, &mut buf);
+    msg.add_templates().unwrap();
+    for port in [80, 443, 8080] {
+        let mut r = msg.record(256).unwrap();
+        r.uint(port);
+        r.commit().unwrap();
+    }
+    msg.finish();
+    assert_eq!(buf.len(), 16 + 12 + 10);
+    assert_eq!(&buf[16..20], &[0x00, 0x02, 0x00, 0x0c]);
+    assert_eq!(
+        &buf[28..],
+        &[0x01, 0x00, 0x00, 0x0a, 0, 80, 0x01, 0xbb, 0x1f, 0x90]
+    );
+    let mut dec = Decoder::default();
+    let s = dec.decode(exporter(), &buf, 0, &mut Collect::default());
+    assert_eq!((s.records, s.errors), (3, 0));
+
+    // Padding shorter than a record is still written: a 5-octet record aligned to 4 gets 3 octets.
+    let t = Template::new(257, vec![FieldSpec::iana(8, 4), FieldSpec::iana(4, 1)]).unwrap();
+    let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(4);
+    enc.add_template(t);
+    let mut msg = enc.message(1, &mut buf);
+    let mut r = msg.record(257).unwrap();
+    r.ipv4(Ipv4Addr::LOCALHOST).uint(6);
+    r.commit().unwrap();
+    msg.finish();
+    assert_eq!(&buf[16..], &[0x01, 0x01, 0x00, 0x0c, 127, 0, 0, 1, 6, 0, 0, 0]);
+}

@@ -127,9 +127,7 @@ impl FlowTable {
     /// Counts a packet seen at `now`; flows that end because of it (a TCP connection reopening, an
     /// eviction) go to `out`. Timeouts are checked here too, every sweep interval of the packet clock.
     pub fn packet(&mut self, p: &PacketInfo, now: u64, out: &mut impl FnMut(Expired)) {
-        if now >= self.next_sweep_ms {
-            self.expire(now, out);
-        }
+        self.tick(now, out);
         let Some((key, side)) = self.key_of(p, now) else {
             return;
         };
@@ -238,6 +236,14 @@ impl FlowTable {
         }
         self.free.push(i);
         self.live -= 1;
+    }
+
+    /// Runs [`FlowTable::expire`] if a sweep is due at `now`: for live capture, where time passes without
+    /// packets.
+    pub fn tick(&mut self, now: u64, out: &mut impl FnMut(Expired)) {
+        if now >= self.next_sweep_ms {
+            self.expire(now, out);
+        }
     }
 
     /// Exports flows whose time is up (idle, active, TCP end) and forgets stale fragments.
@@ -361,7 +367,8 @@ fn count(f: &mut Flow, p: &PacketInfo, side: Side, now: u64) {
         (if p.tcp_flags & ACK == 0 { side } else { side.flip() }, true)
     } else if icmp && is_icmp_request(p.proto, p.sport as u8) {
         (side, true)
-    } else if icmp && is_icmp_reply(p.proto, p.sport as u8) {
+    } else if icmp && is_icmp_reply(p.proto, p.sport as u8) && !p.dst.is_multicast() {
+        // (An unsolicited advertisement to a group answers nobody: its sender initiates.)
         (side.flip(), true)
     } else {
         (side, false)

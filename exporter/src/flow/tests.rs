@@ -256,3 +256,16 @@ fn full_table_evicts_least_recently_seen() {
     t.flush(EndReason::ForcedEnd, &mut |e| out.push(e));
     assert_eq!(out.iter().map(|e| e.flow.packets()).sum::<u64>(), 200);
 }
+
+#[test]
+fn unsolicited_advertisement_to_a_group_is_initiated_by_its_sender() {
+    let (mut t, mut out) = table(TableConfig::default());
+    // ICMPv6 router advertisement (134) to all-nodes
+    t.packet(&pkt("fe80::1", 134, "ff02::1", 0, 58, 104, 0), 0, &mut |e| {
+        out.push(e)
+    });
+    t.flush(EndReason::ForcedEnd, &mut |e| out.push(e));
+    let e = out[0];
+    assert_eq!(e.oriented(e.initiator()).src.to_string(), "fe80::1");
+    assert_eq!(e.oriented(e.initiator()).dir.packets, 1);
+}

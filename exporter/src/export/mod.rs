@@ -1,0 +1,272 @@
+//! Flows to IPFIX messages (pure: the caller passes the time and receives finished messages).
+//!
+//! One template per address family. By default a flow is one biflow record (RFC 5103): forward counters
+//! in the standard elements, backward ones in the reverse elements (PEN 29305), the source being the
+//! initiator (biflowDirection 1). With `uniflow` each direction that carried packets is its own record,
+//! for collectors that do not understand reverse elements. Templates go out in the first message and
+//! again every refresh interval (RFC 7011 section 8.4); messages never exceed the configured size.
+
+mod templates;
+mod udp;
+
+use std::net::IpAddr;
+
+use proto_ipfix::community_id::CommunityId;
+use proto_ipfix::{EncodeError, Encoder, RecordWriter};
+
+use crate::flow::{Expired, Oriented, Side};
+pub use templates::{ObserverInfo, TemplateSet};
+pub use udp::{Collectors, SendStats};
+
+/// Export settings.
+#[derive(Clone, Debug)]
+pub struct ExportConfig {
+    /// Observation Domain ID in every message header.
+    pub observation_domain: u32,
+    /// Largest message, in octets (the path MTU less IP and UDP headers).
+    pub max_message_size: usize,
+    /// Two uniflow records per flow instead of one biflow record.
+    pub uniflow: bool,
+    /// Private Enterprise Number of podflow's elements.
+    pub enterprise_number: u32,
+    /// Who observes: written into every record when set (sidecars).
+    pub observer: ObserverInfo,
+    /// Templates are sent again after this many milliseconds.
+    pub template_refresh_ms: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            observation_domain: 1,
+            max_message_size: 1400,
+            uniflow: false,
+            enterprise_number: proto_ipfix::ie::DEFAULT_PODFLOW_PEN,
+            observer: ObserverInfo::default(),
+            template_refresh_ms: 30_000,
+        }
+    }
+}
+
+/// Why an export configuration cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The maximum message size is out of range.
+    #[error(transparent)]
+    MessageSize(#[from] EncodeError),
+    /// A template could not be built.
+    #[error("template: {0}")]
+    Template(#[from] proto_ipfix::TemplateError),
+    /// The templates do not fit in one message.
+    #[error("templates need {needed} octets per message, more than the maximum message size {max}")]
+    TemplatesTooLarge {
+        /// Octets the header and templates need.
+        needed: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+}
+
+/// Counters of the writer's work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Data records written.
+    pub records: u64,
+    /// Messages finished.
+    pub messages: u64,
+    /// Flows that could not be encoded (never expected; counted rather than lost silently).
+    pub encode_errors: u64,
+}
+
+/// Builds IPFIX messages from exported flows.
+pub struct IpfixWriter {
+    cfg: ExportConfig,
+    enc: Encoder,
+    templates: TemplateSet,
+    cid: CommunityId,
+    buf: Vec<u8>,
+    next_templates_ms: Option<u64>,
+    stats: WriterStats,
+}
+
+impl IpfixWriter {
+    /// A writer; fails for a maximum message size outside 32..=65535 or templates that do not fit it.
+    pub fn new(cfg: ExportConfig) -> Result<Self, ConfigError> {
+        let mut enc = Encoder::new(cfg.observation_domain, cfg.max_message_size)?;
+        let templates = TemplateSet::new(cfg.uniflow, cfg.enterprise_number, &cfg.observer)?;
+        let template_len: usize = templates.all().iter().map(|t| t.buffer_len() + 4).sum();
+        if 16 + template_len > cfg.max_message_size {
+            return Err(ConfigError::TemplatesTooLarge {
+                needed: 16 + template_len,
+                max: cfg.max_message_size,
+            });
+        }
+        for t in templates.all() {
+            enc.add_template(t);
+        }
+        Ok(IpfixWriter {
+            cfg,
+            enc,
+            templates,
+            cid: CommunityId::default(),
+            buf: Vec::with_capacity(65536),
+            next_templates_ms: None,
+            stats: WriterStats::default(),
+        })
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// Writes `flows` at time `now` (Unix milliseconds) into as many messages as needed and hands each
+    /// finished message to `send`. Templates lead the first message and every message after a refresh
+    /// interval. Nothing is sent for an empty batch unless templates are due.
+    pub fn write(&mut self, flows: &[Expired], now: u64, send: &mut impl FnMut(&[u8])) {
+        let export_time = u32::try_from(now / 1000).unwrap_or(u32::MAX);
+        let (uniflow, ids) = (
+            self.cfg.uniflow,
+            [self.templates.id(false), self.templates.id(true)],
+        );
+        let mut pending = flows.iter().flat_map(|f| records_of(f, uniflow, ids)).peekable();
+        let templates_due = self.next_templates_ms.is_none_or(|t| now >= t);
+        if pending.peek().is_none() && !templates_due {
+            return;
+        }
+        let mut with_templates = templates_due;
+        loop {
+            let mut msg = self.enc.message(export_time, &mut self.buf);
+            if with_templates {
+                if msg.add_templates().is_err() {
+                    // Templates that do not fit an empty message cannot be sent at all: count and stop.
+                    self.stats.encode_errors += 1;
+                    return;
+                }
+                self.next_templates_ms = Some(now.saturating_add(self.cfg.template_refresh_ms));
+                with_templates = false;
+            }
+            let mut wrote_any = false;
+            while let Some(&(flow, side, template)) = pending.peek() {
+                let outcome = msg.record(template).and_then(|mut r| {
+                    fill(
+                        &mut r,
+                        flow,
+                        side,
+                        &self.cid,
+                        self.cfg.uniflow,
+                        &self.cfg.observer,
+                    );
+                    r.commit()
+                });
+                match outcome {
+                    Ok(()) => {
+                        wrote_any = true;
+                        self.stats.records += 1;
+                        pending.next();
+                    }
+                    Err(EncodeError::MessageFull) if wrote_any || msg.template_records() > 0 => break,
+                    Err(_) => {
+                        // A record that fits no message, or does not match its template: count, skip.
+                        self.stats.encode_errors += 1;
+                        pending.next();
+                    }
+                }
+            }
+            let done = pending.peek().is_none();
+            if !msg.is_empty() {
+                msg.finish();
+                self.stats.messages += 1;
+                send(&self.buf);
+            }
+            if done {
+                return;
+            }
+        }
+    }
+}
+
+/// The records a flow becomes: (flow, source direction, template ID); `ids` are the IPv4 and IPv6
+/// template IDs.
+fn records_of(f: &Expired, uniflow: bool, ids: [u16; 2]) -> impl Iterator<Item = (&Expired, Side, u16)> {
+    let init = f.initiator();
+    let id = ids[usize::from(f.key.is_v6())];
+    let sides: [Option<Side>; 2] = if uniflow {
+        let has = |s: Side| f.flow.dirs[s.index()].packets > 0;
+        [has(init).then_some(init), has(init.flip()).then_some(init.flip())]
+    } else {
+        [Some(init), None]
+    };
+    sides.into_iter().flatten().map(move |s| (f, s, id))
+}
+
+/// Writes one record: `side` is the record's source direction (the initiator's, for a biflow).
+fn fill(
+    r: &mut RecordWriter<'_, '_>,
+    f: &Expired,
+    side: Side,
+    cid: &CommunityId,
+    uniflow: bool,
+    observer: &ObserverInfo,
+) {
+    let fwd: Oriented = f.oriented(side);
+    let rev: Oriented = f.oriented(side.flip());
+    match (fwd.src, fwd.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => r.ipv4(s).ipv4(d),
+        (IpAddr::V6(s), IpAddr::V6(d)) => r.ipv6(s).ipv6(d),
+        // Keys hold one family; a mismatch would fail the template check and be counted.
+        _ => r,
+    };
+    let icmp = f.icmp_type_code();
+    let icmp = if side == f.initiator() {
+        icmp
+    } else {
+        reply_type_code(f.key.proto, icmp)
+    };
+    r.uint(u64::from(fwd.sport))
+        .uint(u64::from(fwd.dport))
+        .uint(u64::from(f.key.proto))
+        .uint(u64::from(icmp));
+    r.uint(fwd.dir.octets).uint(fwd.dir.packets);
+    if !uniflow {
+        r.uint(rev.dir.octets).uint(rev.dir.packets);
+    }
+    r.uint(f.flow.start_ms).uint(f.flow.end_ms).uint(f.reason as u64);
+    if !uniflow {
+        // Reverse flags first: nfdump 1.7 keeps one flags value, the last one it reads.
+        r.uint(u64::from(rev.dir.tcp_flags));
+    }
+    r.uint(u64::from(fwd.dir.tcp_flags));
+    if !uniflow {
+        r.uint(1); // biflowDirection: initiator, the source opened the flow
+    }
+    let icmp_pair = f
+        .key
+        .is_icmp()
+        .then(|| (f.icmp_type_code() >> 8, f.icmp_type_code() & 0xff));
+    let id = f.key.community_id(cid, f.initiator(), icmp_pair);
+    r.str(&id.base64());
+    for s in observer.values() {
+        r.str(s);
+    }
+}
+
+/// The type and code the responder sends back for an ICMP request (its counterpart), for uniflow
+/// records of the reply direction.
+fn reply_type_code(proto: u8, request: u16) -> u16 {
+    let t = (request >> 8) as u8;
+    let reply = match (proto, t) {
+        (1, 8) => 0,
+        (1, 13) => 14,
+        (1, 15) => 16,
+        (1, 10) => 9,
+        (1, 17) => 18,
+        (58, 128 | 130 | 133 | 135 | 139 | 144) => t + 1,
+        _ => return request,
+    };
+    u16::from(reply) << 8
+}
+
+#[cfg(test)]
+mod tests;

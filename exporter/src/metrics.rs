@@ -1,0 +1,296 @@
+//! Self metrics in the Prometheus text format, and the HTTP endpoint that serves them with `/healthz`.
+//!
+//! Capture threads and the flow thread update one shared state once per batch or sweep, never per
+//! packet; the HTTP thread renders it on request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::export::SendStats;
+use crate::flow::EndReason;
+use crate::parse::Skip;
+
+/// Why a captured packet was not counted into a flow.
+pub const SKIP_REASONS: [(Skip, &str); 3] = [
+    (Skip::NotIp, "not_ip"),
+    (Skip::Truncated, "truncated"),
+    (Skip::Malformed, "malformed"),
+];
+
+/// Kernel counters of one interface, as libpcap reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Packets dropped because the capture buffer was full.
+    pub dropped: u64,
+    /// Packets dropped by the interface or its driver.
+    pub if_dropped: u64,
+}
+
+/// Everything the probe reports about itself.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    /// Packets read from interfaces or the file.
+    pub packets: u64,
+    /// Packets skipped, by [`SKIP_REASONS`] index.
+    pub skipped: [u64; 3],
+    /// Kernel drop counters per interface (cumulative since each capture started).
+    pub kernel: BTreeMap<String, KernelStats>,
+    /// Interfaces being captured.
+    pub interfaces: u64,
+    /// Flows in the table.
+    pub active_flows: u64,
+    /// Flows exported, by [`EndReason`] (index reason - 1).
+    pub exported: [u64; 5],
+    /// Later fragments whose first fragment was not seen.
+    pub orphan_fragments: u64,
+    /// IPFIX data records written.
+    pub records: u64,
+    /// IPFIX messages written.
+    pub messages: u64,
+    /// Flows that could not be encoded.
+    pub encode_errors: u64,
+    /// Per collector send counters.
+    pub collectors: Vec<SendStats>,
+}
+
+impl State {
+    /// Counts one skipped packet.
+    pub fn skip(&mut self, why: Skip) {
+        if let Some(i) = SKIP_REASONS.iter().position(|(s, _)| *s == why) {
+            self.skipped[i] += 1;
+        }
+    }
+
+    /// Counts exported flows.
+    pub fn exported(&mut self, reason: EndReason, n: u64) {
+        self.exported[reason as usize - 1] += n;
+    }
+}
+
+/// Shared metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    state: Arc<Mutex<State>>,
+}
+
+impl Metrics {
+    /// Locks the state for an update (a poisoned lock still holds valid counters).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let s = self.lock().clone();
+        let mut o = String::with_capacity(4096);
+        let fam = |o: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(o, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        let by = |key: &str, items: Vec<(String, u64)>| {
+            items
+                .into_iter()
+                .map(|(l, v)| (format!("{{{key}=\"{}\"}}", esc(&l)), v))
+                .collect::<Vec<_>>()
+        };
+        let skipped = SKIP_REASONS
+            .iter()
+            .zip(s.skipped)
+            .map(|((_, l), v)| (l.to_string(), v))
+            .collect();
+        let exported = EndReason::ALL
+            .iter()
+            .map(|r| (r.label().to_string(), s.exported[*r as usize - 1]))
+            .collect();
+        let kernel =
+            |pick: fn(&KernelStats) -> u64| s.kernel.iter().map(|(n, k)| (n.clone(), pick(k))).collect();
+        let sent = |pick: fn(&SendStats) -> u64| {
+            s.collectors
+                .iter()
+                .map(|c| (c.collector.clone(), pick(c)))
+                .collect()
+        };
+        fam(
+            &mut o,
+            "podflow_exporter_packets_total",
+            "counter",
+            "Packets read from interfaces or the capture file.",
+            &one(s.packets),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_packets_skipped_total",
+            "counter",
+            "Packets not counted into a flow, by reason.",
+            &by("reason", skipped),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_kernel_dropped_packets_total",
+            "counter",
+            "Packets the kernel dropped because the capture buffer was full, by interface.",
+            &by("interface", kernel(|k| k.dropped)),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_interface_dropped_packets_total",
+            "counter",
+            "Packets the interface or its driver dropped, by interface.",
+            &by("interface", kernel(|k| k.if_dropped)),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_capture_interfaces",
+            "gauge",
+            "Interfaces being captured.",
+            &one(s.interfaces),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_active_flows",
+            "gauge",
+            "Flows in the flow table.",
+            &one(s.active_flows),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_flows_exported_total",
+            "counter",
+            "Flows exported, by IPFIX flowEndReason.",
+            &by("reason", exported),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_orphan_fragments_total",
+            "counter",
+            "Later IP fragments whose first fragment was not seen.",
+            &one(s.orphan_fragments),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_records_total",
+            "counter",
+            "IPFIX data records written.",
+            &one(s.records),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_messages_total",
+            "counter",
+            "IPFIX messages written.",
+            &one(s.messages),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_encode_errors_total",
+            "counter",
+            "Flows that could not be encoded.",
+            &one(s.encode_errors),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_sent_messages_total",
+            "counter",
+            "IPFIX messages sent, by collector.",
+            &by("collector", sent(|c| c.messages)),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_sent_bytes_total",
+            "counter",
+            "Octets of IPFIX messages sent, by collector.",
+            &by("collector", sent(|c| c.octets)),
+        );
+        fam(
+            &mut o,
+            "podflow_exporter_send_errors_total",
+            "counter",
+            "Failed sends, by collector.",
+            &by("collector", sent(|c| c.errors)),
+        );
+        o
+    }
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` from a background thread; returns the bound address.
+pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                // A slow or broken client only costs its own request.
+                let _ = answer(conn, &metrics);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn answer(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/metrics" => ("200 OK", metrics.render()),
+        "/healthz" => ("200 OK", "ok\n".to_string()),
+        _ => (
+            "404 Not Found",
+            "podflow-exporter serves /metrics and /healthz\n".to_string(),
+        ),
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_group_their_samples() {
+        let m = Metrics::default();
+        {
+            let mut s = m.lock();
+            s.packets = 7;
+            s.skip(Skip::Truncated);
+            s.exported(EndReason::EndOfFlow, 3);
+            s.kernel.insert(
+                "veth1".into(),
+                KernelStats {
+                    dropped: 2,
+                    if_dropped: 0,
+                },
+            );
+        }
+        let text = m.render();
+        assert!(text.contains("podflow_exporter_packets_total 7\n"));
+        assert!(text.contains("podflow_exporter_packets_skipped_total{reason=\"truncated\"} 1\n"));
+        assert!(text.contains("podflow_exporter_flows_exported_total{reason=\"end_of_flow\"} 3\n"));
+        assert!(text.contains("podflow_exporter_kernel_dropped_packets_total{interface=\"veth1\"} 2\n"));
+        // every sample line follows its own family's TYPE line
+        let mut current = "";
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+            } else if !l.starts_with('#') {
+                assert!(l.starts_with(current), "{l} outside {current}");
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The probe's engine: packets in, IPFIX out. One engine runs on one thread; capture sources feed it
+//! parsed packets with their capture time, and it owns the flow table, the writer and the collectors.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::export::{Collectors, IpfixWriter};
+use crate::flow::{EndReason, Expired, FlowTable};
+use crate::metrics::{Metrics, State};
+use crate::parse::{self, LinkType, PacketInfo, Skip};
+
+/// How often counters are published to the metrics, in milliseconds of the engine's clock.
+const PUBLISH_EVERY_MS: u64 = 1_000;
+
+/// What a run did, for the closing log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Packets read.
+    pub packets: u64,
+    /// Packets skipped (not IP, truncated, malformed).
+    pub skipped: u64,
+    /// Flows exported.
+    pub flows: u64,
+    /// IPFIX records written.
+    pub records: u64,
+    /// IPFIX messages written.
+    pub messages: u64,
+}
+
+/// Packets to flows to messages.
+pub struct Engine {
+    table: FlowTable,
+    writer: IpfixWriter,
+    collectors: Collectors,
+    metrics: Metrics,
+    batch: Vec<Expired>,
+    /// Counters not yet published.
+    local: State,
+    totals: Totals,
+    now: u64,
+    next_publish: u64,
+}
+
+impl Engine {
+    /// An engine sending to `collectors`.
+    pub fn new(table: FlowTable, writer: IpfixWriter, collectors: Collectors, metrics: Metrics) -> Self {
+        Engine {
+            table,
+            writer,
+            collectors,
+            metrics,
+            batch: Vec::new(),
+            local: State::default(),
+            totals: Totals::default(),
+            now: 0,
+            next_publish: 0,
+        }
+    }
+
+    /// Parses and counts one captured frame.
+    pub fn frame(&mut self, link: LinkType, frame: &[u8], ts_ms: u64) {
+        self.local.packets += 1;
+        match parse::parse(link, frame) {
+            Ok(p) => self.packet(&p, ts_ms),
+            Err(why) => self.skipped(why, ts_ms),
+        }
+    }
+
+    /// Counts a frame that a capture thread read but could not parse.
+    pub fn skipped(&mut self, why: Skip, ts_ms: u64) {
+        self.local.skip(why);
+        self.totals.skipped += 1;
+        self.advance(ts_ms);
+    }
+
+    /// Counts one parsed packet captured at `ts_ms`.
+    pub fn packet(&mut self, p: &PacketInfo, ts_ms: u64) {
+        let batch = &mut self.batch;
+        self.table.packet(p, ts_ms, &mut |e| batch.push(e));
+        self.advance(ts_ms);
+    }
+
+    /// Counts packets that capture threads already counted as read (live capture).
+    pub fn count_read(&mut self, n: u64) {
+        self.local.packets += n;
+    }
+
+    /// Lets time pass without packets (live capture): timeouts, template refresh, metrics.
+    pub fn tick(&mut self, now: u64) {
+        let batch = &mut self.batch;
+        self.table.tick(now, &mut |e| batch.push(e));
+        self.advance(now);
+        // Templates are refreshed even when no flow ends.
+        if self.batch.is_empty() {
+            let collectors = &mut self.collectors;
+            self.writer.write(&[], self.now, &mut |m| collectors.send(m));
+        }
+    }
+
+    fn advance(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        if !self.batch.is_empty() {
+            self.send_batch();
+        }
+        if self.now >= self.next_publish {
+            self.publish();
+            self.next_publish = self.now.saturating_add(PUBLISH_EVERY_MS);
+        }
+    }
+
+    fn send_batch(&mut self) {
+        for e in &self.batch {
+            self.local.exported(e.reason, 1);
+        }
+        self.totals.flows += self.batch.len() as u64;
+        let collectors = &mut self.collectors;
+        self.writer
+            .write(&self.batch, self.now, &mut |m| collectors.send(m));
+        self.batch.clear();
+    }
+
+    /// Ends every flow with `reason` (end of file: forced end; shutdown likewise) and sends them.
+    pub fn finish(&mut self, reason: EndReason) -> Totals {
+        let batch = &mut self.batch;
+        self.table.flush(reason, &mut |e| batch.push(e));
+        if !self.batch.is_empty() {
+            self.send_batch();
+        }
+        self.publish();
+        self.totals
+    }
+
+    /// Moves local counters into the shared metrics.
+    fn publish(&mut self) {
+        let w = self.writer.stats();
+        let t = self.table.stats();
+        self.totals.packets += self.local.packets;
+        self.totals.records = w.records;
+        self.totals.messages = w.messages;
+        let mut m = self.metrics.lock();
+        m.packets += self.local.packets;
+        for (dst, src) in m.skipped.iter_mut().zip(self.local.skipped) {
+            *dst += src;
+        }
+        for (dst, src) in m.exported.iter_mut().zip(self.local.exported) {
+            *dst += src;
+        }
+        m.active_flows = self.table.len() as u64;
+        m.orphan_fragments = t.orphan_fragments;
+        m.records = w.records;
+        m.messages = w.messages;
+        m.encode_errors = w.encode_errors;
+        m.collectors = self.collectors.stats().cloned().collect();
+        drop(m);
+        self.local = State::default();
+    }
+}
+
+/// Milliseconds since the Unix epoch on the wall clock (live capture's clock, like packet timestamps).
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A pcap timestamp in milliseconds since the Unix epoch (negative times clamp to 0).
+pub fn ts_ms(sec: i64, usec: i64) -> u64 {
+    u64::try_from(sec.saturating_mul(1000).saturating_add(usec / 1000)).unwrap_or(0)
+}
