@@ -6,3 +6,4 @@
 
 pub mod inspect;
 pub mod model;
+pub mod sinks;
