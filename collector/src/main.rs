@@ -3,12 +3,11 @@
 //! The receive/enrich/sink pipeline is not built yet; today the binary offers `decode`, which prints what
 //! IPFIX messages and files hold, element by element.
 
-mod inspect;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use podflow_collector::inspect;
 
 /// podflow's collector.
 #[derive(Parser, Debug)]

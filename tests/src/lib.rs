@@ -2,21 +2,25 @@
 //!
 //! - [`flows`]: podflow's flow templates and a few sample biflows with distinctive values, encoded with
 //!   proto-ipfix exactly as the probe exports them.
+//! - [`binaries`]: podflow's own programs (`podflow-exporter`), built with the running test's profile.
 //! - [`expect`]: field-by-field comparison that reports every mismatch, and calendar formatting of times.
+//! - [`pcapgen`]: a deterministic pcap generator (TCP, UDP, ICMP over IPv4 and IPv6) whose flows, packets and
+//!   octets are known exactly; `podflow-gen-pcap` is its command line.
+//! - [`nfcapd`]: nfdump's collector on a loopback port (or in a network namespace), and knowing it has read
+//!   every datagram sent to it.
 //! - [`pcap`]: a minimal pcap writer, so a peer dissector can read the exact datagrams from a file.
 //! - [`peer`]: finding peer programs, waiting (bounded) for them to listen, and stopping them.
-//! - [`bins`]: podflow's own programs, built with the running test's profile.
 //! - [`netns`]: network namespaces joined by veth pairs, for live capture tests (root only).
-//! - [`nfcapd`]: nfdump's collector started, stopped without losing a datagram, and read back.
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 
-pub mod bins;
+pub mod binaries;
 pub mod expect;
 pub mod exported;
 pub mod flows;
 pub mod netns;
 pub mod nfcapd;
 pub mod pcap;
+pub mod pcapgen;
 pub mod pdml;
 pub mod peer;

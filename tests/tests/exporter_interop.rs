@@ -25,7 +25,7 @@ use std::net::{IpAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use podflow_e2e::bins::podflow_bin;
+use podflow_e2e::binaries::podflow_exporter;
 use podflow_e2e::expect::Mismatches;
 use podflow_e2e::exported::{self, ExportedFlow, Receiver};
 use podflow_e2e::nfcapd::{self, Nfcapd};
@@ -167,13 +167,14 @@ fn export(
     let tag = if uniflow { "uniflow" } else { "biflow" };
     let flow_dir = dir.join(format!("flows-{tag}"));
     std::fs::create_dir(&flow_dir)?;
-    let mut nfcapd = Nfcapd::start(nfcapd_bin, &flow_dir, dir, None)?;
+    let nfcapd = Nfcapd::start(nfcapd_bin, &flow_dir, dir)?;
+    let drain = nfcapd.drain()?;
     let mut rx = Receiver::new(UdpSocket::bind("127.0.0.1:0")?)?;
-    let mut cmd = Command::new(podflow_bin("podflow-exporter")?);
+    let mut cmd = Command::new(podflow_exporter()?);
     cmd.arg("--pcap")
         .arg(pcap)
         .args(["--collector", &rx.local_addr()?.to_string()])
-        .args(["--collector", &format!("127.0.0.1:{}", nfcapd.port())])
+        .args(["--collector", &format!("127.0.0.1:{}", nfcapd.port)])
         // One record per flow: no timeout splits a flow of the bundled captures.
         .args(["--idle-timeout", "3600", "--active-timeout", "3600"]);
     if uniflow {
@@ -189,16 +190,17 @@ fn export(
         messages,
         "messages received vs the exporter's count"
     );
-    for (i, m) in rx.messages.iter().enumerate() {
-        assert_eq!(&nfcapd.next_repeat()?, m, "nfcapd's datagram {i} differs");
-    }
-    let tx = UdpSocket::bind("127.0.0.1:0")?;
-    // Another observation domain than the exporter's, so nfcapd sees no gap in the exporter's sequence.
-    nfcapd.finish(&tx, &nfcapd::header_only_message(0, 0, 0xffff)?)?;
+    // Once nfcapd repeats a marker sent after the exporter exited, it has stored every message. (The
+    // marker's observation domain is not the exporter's, so the exporter's sequence has no gap.)
+    let repeated = nfcapd.sync(drain, 0xffff)?;
+    assert!(repeated > messages as u64, "nfcapd repeated {repeated} datagrams");
+    let (out, flow_dir) = nfcapd.stop()?;
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(nfcapd::sequence_errors(&log), Some(0), "{log}");
     Ok(Run {
         messages: rx.messages,
         flows: rx.flows,
-        nfdump: nfcapd::nfdump_json(nfdump_bin, &flow_dir)?,
+        nfdump: nfcapd::dump_json(nfdump_bin, &flow_dir)?,
     })
 }
 

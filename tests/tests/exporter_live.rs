@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
-use podflow_e2e::bins::podflow_bin;
+use podflow_e2e::binaries::podflow_exporter;
 use podflow_e2e::exported::{self, ExportedFlow, Receiver};
 use podflow_e2e::netns::{Netns, VethEnd, veth_pair};
 use podflow_e2e::nfcapd::{self, Nfcapd};
@@ -82,7 +82,7 @@ impl Lab {
 
     /// Starts podflow-exporter in `a` with `args` and waits until it prints `ready`.
     fn exporter(&self, args: &[&str], ready: &str) -> anyhow::Result<PeerProcess> {
-        let mut cmd = self.a.command(podflow_bin("podflow-exporter")?);
+        let mut cmd = self.a.command(podflow_exporter()?);
         cmd.args(args);
         let mut p = PeerProcess::spawn("podflow-exporter", &mut cmd, self.dir.path())?;
         wait_stderr(&mut p, ready)?;
@@ -423,12 +423,10 @@ fn live_tcp_and_udp_flows_match_the_wire() -> anyhow::Result<()> {
     lab.link("a0")?;
     let flow_dir = lab.dir.path().join("flows");
     std::fs::create_dir(&flow_dir)?;
-    let mut nfcapd = Nfcapd::start(&nfcapd_bin, &flow_dir, lab.dir.path(), Some(&lab.a))?;
+    let nfcapd = Nfcapd::start_in(&lab.a, &nfcapd_bin, &flow_dir, lab.dir.path())?;
+    let drain = nfcapd.drain()?;
     let mut rx = lab.receiver()?;
-    let collectors = [
-        format!("127.0.0.1:{}", nfcapd.port()),
-        rx.local_addr()?.to_string(),
-    ];
+    let collectors = [format!("127.0.0.1:{}", nfcapd.port), rx.local_addr()?.to_string()];
     let args = [
         "-i",
         "a0",
@@ -540,14 +538,17 @@ fn live_tcp_and_udp_flows_match_the_wire() -> anyhow::Result<()> {
         wire.len()
     );
 
-    // nfcapd got the same messages; once it has repeated them all, a trailer makes it store them.
-    for (i, m) in rx.messages.iter().enumerate() {
-        assert_eq!(&nfcapd.next_repeat()?, m, "nfcapd's datagram {i} differs");
-    }
-    let tx = lab.a.enter(|| Ok(UdpSocket::bind("127.0.0.1:0")?))?;
-    // Another observation domain than the exporter's, so nfcapd sees no gap in the exporter's sequence.
-    let log = nfcapd.finish(&tx, &nfcapd::header_only_message(0, 0, 0xffff)?)?;
-    let json = nfcapd::nfdump_json(&nfdump_bin, &flow_dir)?;
+    // nfcapd got the same messages: once it repeats a marker sent after them, it has stored them all.
+    // (The marker's observation domain is not the exporter's, so the exporter's sequence has no gap.)
+    let repeated = nfcapd.sync(drain, 0xffff)?;
+    assert!(
+        repeated > rx.messages.len() as u64,
+        "nfcapd repeated {repeated} datagrams"
+    );
+    let (out, flow_dir) = nfcapd.stop()?;
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(nfcapd::sequence_errors(&log), Some(0), "{log}");
+    let json = nfcapd::dump_json(&nfdump_bin, &flow_dir)?;
     assert_eq!(
         json.len(),
         rx.flows.len(),

@@ -16,17 +16,27 @@
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
+use std::process::Command;
 
+use anyhow::Context;
 use podflow_e2e::expect::{Mismatches, UtcTime};
 use podflow_e2e::flows::{self, SampleFlow};
-use podflow_e2e::nfcapd::{self, Nfcapd};
+use podflow_e2e::nfcapd::Nfcapd;
 use podflow_e2e::peer;
+use proto_ipfix::IpfixHeader;
 use serde_json::Value;
 
 /// A message without sets that continues the sample stream after `records_sent` data records.
 fn empty_message(records_sent: u32) -> Vec<u8> {
-    nfcapd::header_only_message(flows::EXPORT_TIME, records_sent, flows::OBSERVATION_DOMAIN)
-        .expect("16 octets hold a header")
+    let mut msg = vec![0u8; 16];
+    let header = IpfixHeader {
+        length: 16,
+        export_time: flows::EXPORT_TIME,
+        sequence: records_sent,
+        observation_domain: flows::OBSERVATION_DOMAIN,
+    };
+    header.emit(&mut msg).expect("16 octets hold a header");
+    msg
 }
 
 /// Sends the messages (holding `records_sent` data records) to a fresh nfcapd, stops it, and returns
@@ -41,19 +51,39 @@ fn collect(messages: &[Vec<u8>], records_sent: u32) -> anyhow::Result<Option<(Ve
     let dir = tempfile::tempdir()?;
     let flow_dir = dir.path().join("flows");
     std::fs::create_dir(&flow_dir)?;
-    let mut c = Nfcapd::start(&nfcapd, &flow_dir, dir.path(), None)?;
+    let c = Nfcapd::start(&nfcapd, &flow_dir, dir.path())?;
 
-    // Each message is sent once nfcapd has repeated the one before, and a header-only message follows
-    // the flows (see the nfcapd module): nfcapd then stores every flow before it stops.
+    // A header-only message follows the flows: once nfcapd has repeated it, it has finished with every
+    // flow message (see podflow_e2e::nfcapd).
     let tx = UdpSocket::bind("127.0.0.1:0")?;
-    for m in messages {
-        tx.send_to(m, ("127.0.0.1", c.port()))?;
-        assert_eq!(&c.next_repeat()?, m, "nfcapd repeated something else");
+    let mut buf = vec![0u8; 65_535];
+    let trailer = empty_message(records_sent);
+    for m in messages.iter().chain([&trailer]) {
+        tx.send_to(m, ("127.0.0.1", c.port))?;
+        let n = c
+            .repeats
+            .recv(&mut buf)
+            .context("nfcapd did not repeat a datagram it should have read")?;
+        assert_eq!(&buf[..n], m.as_slice(), "nfcapd repeated something else");
     }
-    let log = c.finish(&tx, &empty_message(records_sent))?;
+    let (out, flow_dir) = c.stop()?;
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
 
-    let json = nfcapd::nfdump_json(&nfdump, &flow_dir)?;
-    Ok(Some((json, nfcapd::nfdump(&nfdump, &flow_dir, "raw")?, log)))
+    // nfdump prints times in local time: pin it to UTC. -R reads every file in the directory, in case
+    // nfcapd rotated its file while the test ran.
+    let dump = |format: &str| {
+        peer::run(
+            Command::new(&nfdump)
+                .arg("-R")
+                .arg(&flow_dir)
+                .args(["-o", format])
+                .env("TZ", "UTC"),
+        )
+    };
+    let json_text = dump("json")?;
+    let json: Vec<Value> = serde_json::from_str(&json_text)
+        .with_context(|| format!("nfdump printed invalid JSON:\n{json_text}"))?;
+    Ok(Some((json, dump("raw")?, log)))
 }
 
 /// nfdump's rendering of TCP flags: `CEUAPRSF`, a dot for each flag not set.

@@ -1,0 +1,180 @@
+//! Join and enrich: a [`FlowRecord`] becomes an [`EnrichedFlow`].
+//!
+//! 1. Community ID: the exporter's, else computed here over the record's tuple.
+//! 2. NAT join ([`nat`]): the backend of a Service connection, from the record's own postNAT fields or
+//!    from NAT event records of node probes. NAT event records are consumed here; they are not flows.
+//! 3. Attribution: each endpoint (and the backend) is looked up at the flow's start time, because an IP
+//!    belongs to different pods over time.
+//! 4. Duplicates ([`dedup`]): the same connection from a second observer is marked, so counters count it
+//!    once.
+//!
+//! Pure: the records' own times drive everything; `expire` takes the caller's now.
+
+pub mod dedup;
+pub mod nat;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use proto_ipfix::community_id::CommunityId;
+
+use crate::model::{EnrichedFlow, FlowRecord, InlineStr, K8sEndpoint};
+use dedup::{Dedup, DedupConfig, observer_of};
+use nat::{NatConfig, NatTable, Translation};
+
+/// Who held an address at a time: the Kubernetes index, or nothing.
+pub trait Attributor {
+    /// The endpoint that held `ip` at `at_ms` (Unix milliseconds).
+    fn attribute(&self, ip: IpAddr, at_ms: u64) -> Option<Arc<K8sEndpoint>>;
+}
+
+/// No metadata: every endpoint stays unattributed.
+pub struct NoMetadata;
+
+impl Attributor for NoMetadata {
+    fn attribute(&self, _: IpAddr, _: u64) -> Option<Arc<K8sEndpoint>> {
+        None
+    }
+}
+
+/// Counters of enrichment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnrichStats {
+    /// Flows enriched.
+    pub flows: u64,
+    /// NAT event records consumed.
+    pub nat_events: u64,
+    /// Community IDs the collector computed (the exporter sent none).
+    pub computed_community_ids: u64,
+    /// Endpoints looked up and not found (outside the cluster, or unknown).
+    pub misses: u64,
+    /// Flows marked duplicate.
+    pub duplicates: u64,
+}
+
+/// Enrichment state: NAT translations and connection owners.
+pub struct Enricher {
+    nat: NatTable,
+    dedup: Dedup,
+    cid: CommunityId,
+    stats: EnrichStats,
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Enricher::new(NatConfig::default(), DedupConfig::default())
+    }
+}
+
+impl Enricher {
+    /// An enricher with the given NAT and duplicate settings.
+    pub fn new(nat: NatConfig, dedup: DedupConfig) -> Self {
+        Enricher {
+            nat: NatTable::new(nat),
+            dedup: Dedup::new(dedup),
+            cid: CommunityId::default(),
+            stats: EnrichStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> EnrichStats {
+        self.stats
+    }
+
+    /// NAT join counters.
+    pub fn nat_stats(&self) -> nat::NatStats {
+        self.nat.stats()
+    }
+
+    /// Enriches one record; `None` for a NAT event record, which only teaches the NAT table.
+    pub fn enrich(&mut self, record: FlowRecord, k8s: &impl Attributor) -> Option<EnrichedFlow> {
+        let community_id = match record.community_id {
+            Some(c) => c,
+            None => {
+                self.stats.computed_community_ids += 1;
+                self.community_id(
+                    record.src,
+                    record.dst,
+                    record.proto,
+                    record.sport,
+                    record.dport,
+                    record.icmp_type_code,
+                )
+            }
+        };
+        if record.is_nat_event() {
+            self.nat.observe(&record, community_id);
+            self.stats.nat_events += 1;
+            return None;
+        }
+        let at = if record.start_ms > 0 {
+            record.start_ms
+        } else {
+            u64::from(record.export_time) * 1000
+        };
+        let translation = self.nat.resolve(&record, &community_id);
+        let identity = self.identity(&record, community_id, translation.as_ref());
+        let duplicate = self.dedup.is_duplicate(identity, observer_of(&record), at);
+        let mut lookup = |ip: IpAddr| {
+            let found = k8s.attribute(ip, at);
+            self.stats.misses += u64::from(found.is_none());
+            found
+        };
+        let source = lookup(record.src);
+        let destination = lookup(record.dst);
+        let backend_addr = translation.and_then(|t| t.backend);
+        let backend = backend_addr.and_then(|(ip, _)| lookup(ip));
+        self.stats.flows += 1;
+        self.stats.duplicates += u64::from(duplicate);
+        Some(EnrichedFlow {
+            record,
+            community_id,
+            source,
+            destination,
+            backend,
+            backend_addr,
+            duplicate,
+        })
+    }
+
+    /// Forgets NAT translations and connection owners past their windows.
+    pub fn expire(&mut self, now: u64) {
+        self.nat.expire(now);
+        self.dedup.expire(now);
+    }
+
+    /// The connection's identity: the Community ID of its tuple after NAT.
+    fn identity(&self, r: &FlowRecord, own: InlineStr, t: Option<&Translation>) -> InlineStr {
+        let Some(t) = t else { return own };
+        if let Some(c) = t.post_nat_community_id {
+            return c;
+        }
+        let (src, sport) = t.source.unwrap_or((r.src, r.sport));
+        let (dst, dport) = t.backend.unwrap_or((r.dst, r.dport));
+        self.community_id(src, dst, r.proto, sport, dport, r.icmp_type_code)
+    }
+
+    fn community_id(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+        icmp: Option<u16>,
+    ) -> InlineStr {
+        let (sport, dport) = match icmp {
+            Some(tc) if proto == 1 || proto == 58 => (tc >> 8, tc & 0xff),
+            _ => (sport, dport),
+        };
+        self.cid
+            .hash(src, dst, proto, sport, dport)
+            .and_then(|d| InlineStr::new(&d.base64()))
+            // Mixed address families cannot come from a decoder; an empty ID keeps the record.
+            .unwrap_or(InlineStr::EMPTY)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

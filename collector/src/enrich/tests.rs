@@ -1,0 +1,158 @@
+//! Enrichment end to end on hand-made records.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::*;
+use crate::model::{Counters, EndpointKind, NatEndpoint, Observer, Protocol};
+
+/// A TCP record src:sport -> dst:dport from a node probe at 192.0.2.1.
+pub(crate) fn record(src: &str, sport: u16, dst: &str, dport: u16) -> FlowRecord {
+    FlowRecord {
+        exporter: SocketAddr::from(([192, 0, 2, 1], 4739)),
+        observation_domain: 1,
+        protocol: Protocol::Ipfix,
+        export_time: 1_700_000_000,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport,
+        dport,
+        proto: 6,
+        icmp_type_code: None,
+        forward: Counters {
+            octets: 1000,
+            packets: 10,
+        },
+        reverse: Some(Counters {
+            octets: 5000,
+            packets: 8,
+        }),
+        tcp_flags: 0x1b,
+        reverse_tcp_flags: 0x1b,
+        start_ms: 1_700_000_000_000,
+        end_ms: 1_700_000_000_500,
+        end_reason: Some(3),
+        biflow_direction: Some(1),
+        post_nat_src: None,
+        post_nat_dst: None,
+        nat_event: None,
+        community_id: None,
+        post_nat_community_id: None,
+        conntrack_id: None,
+        conntrack_mark: None,
+        observer: Observer::default(),
+    }
+}
+
+/// A fixed address book, valid at any time.
+struct Book(HashMap<IpAddr, Arc<K8sEndpoint>>);
+
+impl Attributor for Book {
+    fn attribute(&self, ip: IpAddr, _: u64) -> Option<Arc<K8sEndpoint>> {
+        self.0.get(&ip).cloned()
+    }
+}
+
+fn pod(ns: &str, name: &str, workload: &str) -> Arc<K8sEndpoint> {
+    Arc::new(K8sEndpoint {
+        kind: EndpointKind::Pod,
+        namespace: ns.into(),
+        pod_name: Some(name.into()),
+        pod_uid: None,
+        workload_kind: Some("Deployment".into()),
+        workload_name: Some(workload.into()),
+        service_name: None,
+        node_name: Some("node-a".into()),
+        labels: Arc::from(Vec::new()),
+    })
+}
+
+fn book() -> Book {
+    let svc = Arc::new(K8sEndpoint {
+        kind: EndpointKind::Service,
+        namespace: "shop".into(),
+        pod_name: None,
+        pod_uid: None,
+        workload_kind: None,
+        workload_name: None,
+        service_name: Some("cart".into()),
+        node_name: None,
+        labels: Arc::from(Vec::new()),
+    });
+    Book(HashMap::from([
+        ("10.0.1.5".parse().unwrap(), pod("shop", "web-1", "web")),
+        ("10.0.2.7".parse().unwrap(), pod("shop", "cart-2", "cart")),
+        ("10.96.0.10".parse().unwrap(), svc),
+    ]))
+}
+
+#[test]
+fn community_id_is_computed_when_the_exporter_sent_none() {
+    let mut e = Enricher::default();
+    let f = e
+        .enrich(record("128.232.110.120", 34855, "66.35.250.204", 80), &NoMetadata)
+        .unwrap();
+    assert_eq!(f.community_id.as_str(), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+    assert_eq!(e.stats().computed_community_ids, 1);
+    assert_eq!(e.stats().misses, 2);
+}
+
+#[test]
+fn node_probe_record_names_service_and_backend() {
+    let mut e = Enricher::default();
+    let mut r = record("10.0.1.5", 40000, "10.96.0.10", 80);
+    r.post_nat_dst = Some(NatEndpoint {
+        ip: Some("10.0.2.7".parse().unwrap()),
+        port: Some(8080),
+    });
+    let f = e.enrich(r, &book()).unwrap();
+    assert_eq!(f.source.unwrap().pod_name.as_deref(), Some("web-1"));
+    assert_eq!(f.destination.unwrap().service_name.as_deref(), Some("cart"));
+    assert_eq!(f.backend.unwrap().pod_name.as_deref(), Some("cart-2"));
+    assert_eq!(f.backend_addr, Some(("10.0.2.7".parse().unwrap(), 8080)));
+    assert!(!f.duplicate);
+}
+
+#[test]
+fn sidecars_on_both_sides_are_one_connection() {
+    let mut e = Enricher::default();
+    let k8s = book();
+    // the node probe's NAT event for the connection (original tuple client -> ClusterIP)
+    let mut ev = record("10.0.1.5", 40000, "10.96.0.10", 80);
+    ev.nat_event = Some(4);
+    ev.post_nat_dst = Some(NatEndpoint {
+        ip: Some("10.0.2.7".parse().unwrap()),
+        port: Some(8080),
+    });
+    ev.start_ms -= 5;
+    assert!(e.enrich(ev, &k8s).is_none());
+    // the client's sidecar saw it before translation
+    let mut client = record("10.0.1.5", 40000, "10.96.0.10", 80);
+    client.exporter = SocketAddr::from(([10, 0, 1, 5], 50000));
+    client.observer.pod_name = Some("web-1".into());
+    let c = e.enrich(client, &k8s).unwrap();
+    assert_eq!(c.backend.as_ref().unwrap().pod_name.as_deref(), Some("cart-2"));
+    assert!(!c.duplicate);
+    // the server's sidecar saw it after translation: same connection, second observer
+    let mut server = record("10.0.1.5", 40000, "10.0.2.7", 8080);
+    server.exporter = SocketAddr::from(([10, 0, 2, 7], 50000));
+    server.observer.pod_name = Some("cart-2".into());
+    let s = e.enrich(server, &k8s).unwrap();
+    assert!(s.duplicate);
+    assert_eq!(e.stats().duplicates, 1);
+    assert_eq!(e.nat_stats().from_events, 1);
+}
+
+#[test]
+fn attribution_uses_the_flow_start_time() {
+    struct AtTime;
+    impl Attributor for AtTime {
+        fn attribute(&self, _: IpAddr, at_ms: u64) -> Option<Arc<K8sEndpoint>> {
+            (at_ms == 1_700_000_000_000).then(|| pod("a", "held-then", "w"))
+        }
+    }
+    let mut e = Enricher::default();
+    let f = e.enrich(record("10.0.1.5", 1, "10.0.2.7", 2), &AtTime).unwrap();
+    assert_eq!(f.source.unwrap().pod_name.as_deref(), Some("held-then"));
+}

@@ -1,0 +1,14 @@
+//! podflow-collector: the building blocks behind the `podflow-collector` binary.
+//!
+//! The life of a flow in the collector, one module per step:
+//! * [`receive`]: UDP sockets (SO_REUSEPORT groups), batches of datagrams, kernel drop counters.
+//! * [`model`]: the one flow model every decoder produces and every sink reads.
+//! * [`enrich`]: NAT join, Kubernetes attribution at the flow's time, duplicate observers.
+//! * [`sinks`]: ECS documents (one field table, a pure encoder, the index template) and NDJSON.
+//! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
+
+pub mod enrich;
+pub mod inspect;
+pub mod model;
+pub mod receive;
+pub mod sinks;

@@ -1,0 +1,583 @@
+//! The ECS encoder: one [`EnrichedFlow`] to one JSON document, appended to a caller's buffer.
+//!
+//! Pure: no I/O, no clock (the document's `event.created` comes in through [`Context`]), no allocation
+//! beyond the buffer's own growth, so a sink that reuses its buffer encodes with no allocation at all.
+//! Fields are written in the order of [`FIELDS`], one `match` arm per [`Key`]; a field whose value is
+//! unknown is left out rather than written as `null`.
+//!
+//! Choices the table's docs do not spell out:
+//! * `client.*`/`server.*` are written only when the record says who initiated (`biflowDirection` 1: the
+//!   source, 2: the destination); they repeat that endpoint's address, port, counters and NAT.
+//! * `network.direction` follows ECS's perimeter-based values with the cluster as the perimeter: from the
+//!   initiator (else the source) to the responder, `internal` when both endpoints belong to the cluster,
+//!   `inbound` when only the responder does, `outbound` when only the initiator does, `external` when
+//!   neither does. ECS's `ingress`/`egress` are for a single host's point of view, which a cluster-wide
+//!   collector does not have. Without a Kubernetes view ([`Context::kubernetes`] false) it is `unknown`.
+//! * `*.nat.*` are written only when the translation changes the address or port; a Service's backend
+//!   learned by the NAT join stands in for missing post-NAT destination fields.
+//! * Ports are written only for protocols that have them; ICMP type and code go to `podflow.icmp.*`.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::fields::{ECS_VERSION, FIELDS, Field, Key};
+use super::json::{self, MAX_DATE_MS, ObjectWriter};
+use crate::model::{Counters, EnrichedFlow, FlowRecord, K8sEndpoint, NatEndpoint};
+
+/// What the encoder needs besides the flow.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// `event.created`: when the document is written, Unix milliseconds (the caller reads the clock).
+    pub created_ms: u64,
+    /// `orchestrator.cluster.name`, when configured.
+    pub cluster_name: Option<&'a str>,
+    /// The data stream namespace when documents go to `logs-podflow.flows-<namespace>`: adds the
+    /// `data_stream.*` fields, which must then match the stream's name.
+    pub data_stream_namespace: Option<&'a str>,
+    /// Endpoints were attributed against a Kubernetes view, so an endpoint without an identity is
+    /// outside the cluster. When false, `network.direction` is `unknown`.
+    pub kubernetes: bool,
+    /// Host names the collector knows for exporter addresses, used for `observer.hostname` when the
+    /// record does not name its node.
+    pub exporter_names: Option<&'a dyn ExporterNames>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("created_ms", &self.created_ms)
+            .field("cluster_name", &self.cluster_name)
+            .field("data_stream_namespace", &self.data_stream_namespace)
+            .field("kubernetes", &self.kubernetes)
+            .field("exporter_names", &self.exporter_names.is_some())
+            .finish()
+    }
+}
+
+/// Host names of exporters, by address (for example the node whose InternalIP sends the datagrams).
+pub trait ExporterNames {
+    /// The host name of the exporter at `exporter`, if known.
+    fn hostname(&self, exporter: IpAddr) -> Option<&str>;
+}
+
+impl<S: BuildHasher> ExporterNames for HashMap<IpAddr, Arc<str>, S> {
+    fn hostname(&self, exporter: IpAddr) -> Option<&str> {
+        self.get(&exporter).map(|s| &**s)
+    }
+}
+
+/// `data_stream.dataset` and `event.dataset`.
+pub const DATASET: &str = "podflow.flows";
+
+/// Appends the ECS document of `flow` to `out` (no newline).
+pub fn encode(flow: &EnrichedFlow, ctx: &Context<'_>, out: &mut Vec<u8>) {
+    let doc = Doc::new(flow, ctx);
+    let mut w = ObjectWriter::begin(out);
+    for field in FIELDS {
+        doc.write(field, &mut w);
+    }
+    w.end();
+}
+
+/// Which endpoint of the record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// One endpoint as the document shows it.
+#[derive(Clone, Copy)]
+struct Endpoint {
+    ip: IpAddr,
+    port: u16,
+    sent: Option<Counters>,
+    nat: Option<NatEndpoint>,
+}
+
+/// A flow with what the fields need worked out once.
+struct Doc<'a> {
+    flow: &'a EnrichedFlow,
+    r: &'a FlowRecord,
+    ctx: &'a Context<'a>,
+    timestamp_ms: u64,
+    start_ms: Option<u64>,
+    end_ms: Option<u64>,
+    initiator: Option<Side>,
+    has_ports: bool,
+    src_nat: Option<NatEndpoint>,
+    dst_nat: Option<NatEndpoint>,
+}
+
+impl<'a> Doc<'a> {
+    fn new(flow: &'a EnrichedFlow, ctx: &'a Context<'a>) -> Self {
+        let r = &flow.record;
+        let start_ms = date(r.start_ms);
+        let end_ms = date(r.end_ms);
+        let export_ms = date(u64::from(r.export_time) * 1000);
+        let timestamp_ms = end_ms.or(export_ms).unwrap_or(ctx.created_ms.min(MAX_DATE_MS));
+        let initiator = match r.biflow_direction {
+            Some(1) => Some(Side::Source),
+            Some(2) => Some(Side::Destination),
+            _ => None,
+        };
+        let dst_nat = translated(r.post_nat_dst, r.dst, r.dport).or_else(|| {
+            let (ip, port) = flow.backend_addr?;
+            translated(
+                Some(NatEndpoint {
+                    ip: Some(ip),
+                    port: Some(port),
+                }),
+                r.dst,
+                r.dport,
+            )
+        });
+        Doc {
+            flow,
+            r,
+            ctx,
+            timestamp_ms,
+            start_ms,
+            end_ms,
+            initiator,
+            has_ports: matches!(r.proto, 6 | 17 | 33 | 132 | 136),
+            src_nat: translated(r.post_nat_src, r.src, r.sport),
+            dst_nat,
+        }
+    }
+
+    fn endpoint(&self, side: Side) -> Endpoint {
+        match side {
+            Side::Source => Endpoint {
+                ip: self.r.src,
+                port: self.r.sport,
+                sent: Some(self.r.forward),
+                nat: self.src_nat,
+            },
+            Side::Destination => Endpoint {
+                ip: self.r.dst,
+                port: self.r.dport,
+                sent: self.r.reverse,
+                nat: self.dst_nat,
+            },
+        }
+    }
+
+    fn client(&self) -> Option<Endpoint> {
+        self.initiator.map(|s| self.endpoint(s))
+    }
+
+    fn server(&self) -> Option<Endpoint> {
+        self.initiator.map(|s| match s {
+            Side::Source => self.endpoint(Side::Destination),
+            Side::Destination => self.endpoint(Side::Source),
+        })
+    }
+
+    fn k8s(&self, side: Side) -> Option<&'a K8sEndpoint> {
+        match side {
+            Side::Source => self.flow.source.as_deref(),
+            Side::Destination => self.flow.destination.as_deref(),
+        }
+    }
+
+    fn direction(&self) -> &'static str {
+        if !self.ctx.kubernetes {
+            return "unknown";
+        }
+        let src_in = self.flow.source.is_some();
+        let dst_in = self.flow.destination.is_some();
+        let (client_in, server_in) = if self.initiator == Some(Side::Destination) {
+            (dst_in, src_in)
+        } else {
+            (src_in, dst_in)
+        };
+        match (client_in, server_in) {
+            (true, true) => "internal",
+            (false, true) => "inbound",
+            (true, false) => "outbound",
+            (false, false) => "external",
+        }
+    }
+
+    /// Every address of the flow, each once, in a fixed order.
+    fn related_ips(&self) -> ([Option<IpAddr>; 5], usize) {
+        let mut ips = [None; 5];
+        let mut n = 0;
+        let candidates = [
+            Some(self.r.src),
+            Some(self.r.dst),
+            self.src_nat.and_then(|e| e.ip),
+            self.dst_nat.and_then(|e| e.ip),
+            self.flow.backend_addr.map(|(ip, _)| ip),
+        ];
+        for ip in candidates.into_iter().flatten() {
+            if !ips[..n].contains(&Some(ip)) {
+                ips[n] = Some(ip);
+                n += 1;
+            }
+        }
+        (ips, n)
+    }
+
+    fn observer_hostname(&self) -> Option<&'a str> {
+        nonempty(self.r.observer.node_name.as_deref())
+            .or_else(|| self.ctx.exporter_names?.hostname(self.r.exporter.ip()))
+    }
+
+    /// Writes `field` if the flow has a value for it.
+    fn write(&self, field: &Field, w: &mut ObjectWriter<'_>) {
+        let r = self.r;
+        let name = field.name;
+        match field.key {
+            Key::Timestamp => date_field(w, name, Some(self.timestamp_ms)),
+            Key::EcsVersion => str_field(w, name, Some(ECS_VERSION)),
+            Key::DataStreamType => str_field(w, name, self.ctx.data_stream_namespace.map(|_| "logs")),
+            Key::DataStreamDataset => str_field(w, name, self.ctx.data_stream_namespace.map(|_| DATASET)),
+            Key::DataStreamNamespace => str_field(w, name, self.ctx.data_stream_namespace),
+            Key::EventKind => str_field(w, name, Some("event")),
+            Key::EventCategory => raw_field(w, name, b"[\"network\"]"),
+            Key::EventType => {
+                // Active timeout (2) reports a flow that goes on; every other end reason ends it.
+                let ended = r.end_reason.is_some_and(|reason| reason != 2);
+                raw_field(
+                    w,
+                    name,
+                    if ended {
+                        b"[\"connection\",\"end\"]"
+                    } else {
+                        b"[\"connection\"]"
+                    },
+                )
+            }
+            Key::EventAction => str_field(w, name, Some("network_flow")),
+            Key::EventDataset => str_field(w, name, Some(DATASET)),
+            Key::EventModule => str_field(w, name, Some("podflow")),
+            Key::EventStart => date_field(w, name, self.start_ms),
+            Key::EventEnd => date_field(w, name, self.end_ms),
+            Key::EventDuration => {
+                let ns = match (self.start_ms, self.end_ms) {
+                    (Some(s), Some(e)) if e >= s => Some((e - s).saturating_mul(1_000_000)),
+                    _ => None,
+                };
+                long_field(w, name, ns)
+            }
+            Key::EventCreated => date_field(w, name, Some(self.ctx.created_ms.min(MAX_DATE_MS))),
+
+            Key::SourceAddress | Key::DestinationAddress | Key::ClientAddress | Key::ServerAddress => {
+                self.address(w, field.key, name)
+            }
+            Key::SourceIp => ip_field(w, name, Some(r.src)),
+            Key::SourcePort => self.port_field(w, name, Some(self.endpoint(Side::Source))),
+            Key::SourceBytes => long_field(w, name, Some(r.forward.octets)),
+            Key::SourcePackets => long_field(w, name, Some(r.forward.packets)),
+            Key::SourceNatIp => ip_field(w, name, self.src_nat.and_then(|n| n.ip)),
+            Key::SourceNatPort => long_field(w, name, self.src_nat.and_then(|n| n.port).map(u64::from)),
+            Key::DestinationIp => ip_field(w, name, Some(r.dst)),
+            Key::DestinationPort => self.port_field(w, name, Some(self.endpoint(Side::Destination))),
+            Key::DestinationBytes => long_field(w, name, r.reverse.map(|c| c.octets)),
+            Key::DestinationPackets => long_field(w, name, r.reverse.map(|c| c.packets)),
+            Key::DestinationNatIp => ip_field(w, name, self.dst_nat.and_then(|n| n.ip)),
+            Key::DestinationNatPort => long_field(w, name, self.dst_nat.and_then(|n| n.port).map(u64::from)),
+
+            Key::SourceK8sNamespace => k8s_str(w, name, self.k8s(Side::Source), |k| Some(&k.namespace)),
+            Key::SourceK8sPodName => k8s_str(w, name, self.k8s(Side::Source), |k| k.pod_name.as_ref()),
+            Key::SourceK8sPodUid => k8s_str(w, name, self.k8s(Side::Source), |k| k.pod_uid.as_ref()),
+            Key::SourceK8sWorkloadKind => {
+                k8s_str(w, name, self.k8s(Side::Source), |k| k.workload_kind.as_ref())
+            }
+            Key::SourceK8sWorkloadName => {
+                k8s_str(w, name, self.k8s(Side::Source), |k| k.workload_name.as_ref())
+            }
+            Key::SourceK8sServiceName => {
+                k8s_str(w, name, self.k8s(Side::Source), |k| k.service_name.as_ref())
+            }
+            Key::SourceK8sNodeName => k8s_str(w, name, self.k8s(Side::Source), |k| k.node_name.as_ref()),
+            Key::SourceK8sLabels => labels_field(w, name, self.k8s(Side::Source)),
+            Key::DestinationK8sNamespace => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| Some(&k.namespace))
+            }
+            Key::DestinationK8sPodName => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| k.pod_name.as_ref())
+            }
+            Key::DestinationK8sPodUid => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| k.pod_uid.as_ref())
+            }
+            Key::DestinationK8sWorkloadKind => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| k.workload_kind.as_ref())
+            }
+            Key::DestinationK8sWorkloadName => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| k.workload_name.as_ref())
+            }
+            Key::DestinationK8sServiceName => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| k.service_name.as_ref())
+            }
+            Key::DestinationK8sNodeName => {
+                k8s_str(w, name, self.k8s(Side::Destination), |k| k.node_name.as_ref())
+            }
+            Key::DestinationK8sLabels => labels_field(w, name, self.k8s(Side::Destination)),
+
+            Key::ClientIp => ip_field(w, name, self.client().map(|e| e.ip)),
+            Key::ClientPort => self.port_field(w, name, self.client()),
+            Key::ClientBytes => long_field(w, name, self.client().and_then(|e| e.sent).map(|c| c.octets)),
+            Key::ClientPackets => long_field(w, name, self.client().and_then(|e| e.sent).map(|c| c.packets)),
+            Key::ClientNatIp => ip_field(w, name, self.client().and_then(|e| e.nat?.ip)),
+            Key::ClientNatPort => long_field(w, name, self.client().and_then(|e| e.nat?.port).map(u64::from)),
+            Key::ServerIp => ip_field(w, name, self.server().map(|e| e.ip)),
+            Key::ServerPort => self.port_field(w, name, self.server()),
+            Key::ServerBytes => long_field(w, name, self.server().and_then(|e| e.sent).map(|c| c.octets)),
+            Key::ServerPackets => long_field(w, name, self.server().and_then(|e| e.sent).map(|c| c.packets)),
+            Key::ServerNatIp => ip_field(w, name, self.server().and_then(|e| e.nat?.ip)),
+            Key::ServerNatPort => long_field(w, name, self.server().and_then(|e| e.nat?.port).map(u64::from)),
+
+            Key::NetworkTransport => str_field(w, name, transport(r.proto)),
+            Key::NetworkIanaNumber => {
+                w.key(name);
+                json::decimal_string(w.out(), u64::from(r.proto));
+            }
+            Key::NetworkType => str_field(w, name, Some(if r.src.is_ipv4() { "ipv4" } else { "ipv6" })),
+            Key::NetworkBytes => long_field(w, name, Some(saturating_total(r, |c| c.octets))),
+            Key::NetworkPackets => long_field(w, name, Some(saturating_total(r, |c| c.packets))),
+            Key::NetworkCommunityId => str_field(w, name, Some(self.flow.community_id.as_str())),
+            Key::NetworkDirection => str_field(w, name, Some(self.direction())),
+            Key::RelatedIp => {
+                let (ips, n) = self.related_ips();
+                w.key(name);
+                let out = w.out();
+                out.push(b'[');
+                for (i, ip) in ips[..n].iter().flatten().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json::ip(out, *ip);
+                }
+                out.push(b']');
+            }
+            Key::ObserverHostname => str_field(w, name, self.observer_hostname()),
+            Key::ObserverIp => {
+                // ECS makes observer.ip an array (an observer may have several addresses).
+                w.key(name);
+                let out = w.out();
+                out.push(b'[');
+                json::ip(out, r.exporter.ip());
+                out.push(b']');
+            }
+            Key::ObserverType => str_field(w, name, Some("sensor")),
+            Key::OrchestratorType => str_field(w, name, Some("kubernetes")),
+            Key::OrchestratorClusterName => str_field(w, name, nonempty(self.ctx.cluster_name)),
+
+            Key::PodflowEndReason => {
+                if let Some(reason) = r.end_reason {
+                    match end_reason(reason) {
+                        Some(text) => str_field(w, name, Some(text)),
+                        None => {
+                            w.key(name);
+                            json::decimal_string(w.out(), u64::from(reason));
+                        }
+                    }
+                }
+            }
+            Key::PodflowTcpFlags => long_field(w, name, (r.proto == 6).then_some(u64::from(r.tcp_flags))),
+            Key::PodflowTcpReverseFlags => long_field(
+                w,
+                name,
+                (r.proto == 6 && r.reverse.is_some()).then_some(u64::from(r.reverse_tcp_flags)),
+            ),
+            Key::PodflowIcmpType => long_field(w, name, r.icmp_type_code.map(|tc| u64::from(tc >> 8))),
+            Key::PodflowIcmpCode => long_field(w, name, r.icmp_type_code.map(|tc| u64::from(tc & 0xff))),
+            Key::PodflowNatEvent => long_field(w, name, r.nat_event.map(u64::from)),
+            Key::PodflowPostNatCommunityId => {
+                str_field(w, name, r.post_nat_community_id.as_ref().map(|c| c.as_str()))
+            }
+            Key::PodflowConntrackId => long_field(w, name, r.conntrack_id.map(u64::from)),
+            Key::PodflowConntrackMark => long_field(w, name, r.conntrack_mark.map(u64::from)),
+            Key::PodflowObserverPodName => str_field(w, name, nonempty(r.observer.pod_name.as_deref())),
+            Key::PodflowObserverPodNamespace => {
+                str_field(w, name, nonempty(r.observer.pod_namespace.as_deref()))
+            }
+            Key::PodflowObserverNodeName => str_field(w, name, nonempty(r.observer.node_name.as_deref())),
+            Key::PodflowBackendIp => ip_field(w, name, self.flow.backend_addr.map(|(ip, _)| ip)),
+            Key::PodflowBackendPort => {
+                long_field(w, name, self.flow.backend_addr.map(|(_, port)| u64::from(port)))
+            }
+            Key::PodflowBackendK8sNamespace => {
+                k8s_str(w, name, self.flow.backend.as_deref(), |k| Some(&k.namespace))
+            }
+            Key::PodflowBackendK8sPodName => {
+                k8s_str(w, name, self.flow.backend.as_deref(), |k| k.pod_name.as_ref())
+            }
+            Key::PodflowBackendK8sPodUid => {
+                k8s_str(w, name, self.flow.backend.as_deref(), |k| k.pod_uid.as_ref())
+            }
+            Key::PodflowBackendK8sWorkloadKind => k8s_str(w, name, self.flow.backend.as_deref(), |k| {
+                k.workload_kind.as_ref()
+            }),
+            Key::PodflowBackendK8sWorkloadName => k8s_str(w, name, self.flow.backend.as_deref(), |k| {
+                k.workload_name.as_ref()
+            }),
+            Key::PodflowBackendK8sNodeName => {
+                k8s_str(w, name, self.flow.backend.as_deref(), |k| k.node_name.as_ref())
+            }
+            Key::PodflowDuplicate => {
+                w.key(name);
+                w.out()
+                    .extend_from_slice(if self.flow.duplicate { b"true" } else { b"false" });
+            }
+            Key::PodflowExporterPort => long_field(w, name, Some(u64::from(r.exporter.port()))),
+            Key::PodflowExporterObservationDomainId => {
+                long_field(w, name, Some(u64::from(r.observation_domain)))
+            }
+            Key::PodflowExporterVersion => long_field(w, name, Some(u64::from(r.protocol.version()))),
+            Key::PodflowExporterTimestamp => date_field(w, name, date(u64::from(r.export_time) * 1000)),
+        }
+    }
+
+    fn address(&self, w: &mut ObjectWriter<'_>, key: Key, name: &'static str) {
+        let ip = match key {
+            Key::SourceAddress => Some(self.r.src),
+            Key::DestinationAddress => Some(self.r.dst),
+            Key::ClientAddress => self.client().map(|e| e.ip),
+            _ => self.server().map(|e| e.ip),
+        };
+        ip_field(w, name, ip);
+    }
+
+    fn port_field(&self, w: &mut ObjectWriter<'_>, name: &'static str, e: Option<Endpoint>) {
+        long_field(w, name, e.filter(|_| self.has_ports).map(|e| u64::from(e.port)));
+    }
+}
+
+/// A NAT endpoint that changes the address or the port, else `None`.
+fn translated(nat: Option<NatEndpoint>, ip: IpAddr, port: u16) -> Option<NatEndpoint> {
+    let n = nat?;
+    let changed = n.ip.is_some_and(|a| a != ip) || n.port.is_some_and(|p| p != port);
+    changed.then_some(n)
+}
+
+/// A known time that Elasticsearch can hold: 0 means the exporter did not say.
+fn date(ms: u64) -> Option<u64> {
+    (ms != 0 && ms <= MAX_DATE_MS).then_some(ms)
+}
+
+fn nonempty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+fn saturating_total(r: &FlowRecord, get: impl Fn(&Counters) -> u64) -> u64 {
+    get(&r.forward).saturating_add(r.reverse.as_ref().map_or(0, get))
+}
+
+fn str_field(w: &mut ObjectWriter<'_>, name: &'static str, v: Option<&str>) {
+    if let Some(v) = v {
+        w.key(name);
+        json::string(w.out(), v);
+    }
+}
+
+fn raw_field(w: &mut ObjectWriter<'_>, name: &'static str, json: &[u8]) {
+    w.key(name);
+    w.out().extend_from_slice(json);
+}
+
+fn long_field(w: &mut ObjectWriter<'_>, name: &'static str, v: Option<u64>) {
+    if let Some(v) = v {
+        w.key(name);
+        json::long(w.out(), v);
+    }
+}
+
+fn ip_field(w: &mut ObjectWriter<'_>, name: &'static str, v: Option<IpAddr>) {
+    if let Some(v) = v {
+        w.key(name);
+        json::ip(w.out(), v);
+    }
+}
+
+fn date_field(w: &mut ObjectWriter<'_>, name: &'static str, ms: Option<u64>) {
+    if let Some(ms) = ms {
+        w.key(name);
+        json::date(w.out(), ms);
+    }
+}
+
+fn k8s_str(
+    w: &mut ObjectWriter<'_>,
+    name: &'static str,
+    k: Option<&K8sEndpoint>,
+    get: impl Fn(&K8sEndpoint) -> Option<&Arc<str>>,
+) {
+    str_field(w, name, nonempty(k.and_then(get).map(|s| &**s)));
+}
+
+/// Writes the labels object: keys with `.` as `_`. Keys Elasticsearch would reject are left out: blank
+/// ones, and ones that repeat an earlier key once dedotted (a document with a repeated key fails).
+fn labels_field(w: &mut ObjectWriter<'_>, name: &'static str, k: Option<&K8sEndpoint>) {
+    let Some(labels) = k.map(|k| &*k.labels).filter(|l| !l.is_empty()) else {
+        return;
+    };
+    w.key(name);
+    let out = w.out();
+    out.push(b'{');
+    let mut first = true;
+    for (i, (key, value)) in labels.iter().enumerate() {
+        if key.trim().is_empty() || labels[..i].iter().any(|(earlier, _)| same_dedotted(earlier, key)) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        json::escape(out, key, true);
+        out.extend_from_slice(b"\":");
+        json::string(out, value);
+    }
+    out.push(b'}');
+}
+
+fn same_dedotted(a: &str, b: &str) -> bool {
+    let dedot = |c: u8| if c == b'.' { b'_' } else { c };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| dedot(x) == dedot(y))
+}
+
+/// IANA protocol keyword, lowercase, for the protocols flows commonly carry.
+fn transport(proto: u8) -> Option<&'static str> {
+    Some(match proto {
+        0 => "hopopt",
+        1 => "icmp",
+        2 => "igmp",
+        4 => "ipv4",
+        6 => "tcp",
+        17 => "udp",
+        33 => "dccp",
+        41 => "ipv6",
+        46 => "rsvp",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        58 => "ipv6-icmp",
+        88 => "eigrp",
+        89 => "ospfigp",
+        94 => "ipip",
+        103 => "pim",
+        112 => "vrrp",
+        115 => "l2tp",
+        132 => "sctp",
+        136 => "udplite",
+        _ => return None,
+    })
+}
+
+/// IPFIX flowEndReason (RFC 7011 / IANA IE 136) as a name.
+fn end_reason(reason: u8) -> Option<&'static str> {
+    Some(match reason {
+        1 => "idle_timeout",
+        2 => "active_timeout",
+        3 => "end_of_flow",
+        4 => "forced_end",
+        5 => "lack_of_resources",
+        _ => return None,
+    })
+}

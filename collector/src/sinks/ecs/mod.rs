@@ -1,0 +1,15 @@
+//! Flows as Elastic Common Schema documents: one document per flow record (a biflow record is one
+//! document), for Elasticsearch's `logs-podflow.flows-<namespace>` data streams and for NDJSON files.
+//!
+//! * [`fields`]: the one table of every field a document can hold; everything below derives from it.
+//! * [`encoder`]: the pure encoder, [`EnrichedFlow`](crate::model::EnrichedFlow) to JSON bytes.
+//! * [`template`]: the composable index template that maps every field of the table.
+
+pub mod encoder;
+pub mod fields;
+mod json;
+pub mod template;
+
+pub use encoder::{Context, ExporterNames, encode};
+pub use fields::{ECS_VERSION, FIELDS, Field, Key};
+pub use template::index_template;

@@ -1,0 +1,8 @@
+//! Sinks: where enriched flows go. One folder (or file) per sink; each keeps its pure encoding apart from
+//! the I/O that ships the bytes.
+//!
+//! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
+//! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
+
+pub mod ecs;
+pub mod ndjson;

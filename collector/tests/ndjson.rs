@@ -1,0 +1,212 @@
+//! The NDJSON sink: one document per line, appended, buffered until flushed, and write failures reported
+//! without cutting a line or losing documents until the backlog limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use podflow_collector::model::EnrichedFlow;
+use podflow_collector::sinks::ndjson::{
+    Error, FLUSH_AT, MAX_PENDING, NdjsonArgs, NdjsonSink, Target, encode_batch,
+};
+
+fn flows() -> Vec<EnrichedFlow> {
+    vec![
+        common::tcp_biflow_nat(),
+        common::udp_uniflow_external(),
+        common::icmp6_external(),
+    ]
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ndjson");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Checks `bytes` is whole lines of ECS documents; returns how many.
+fn documents(bytes: &[u8]) -> usize {
+    let text = std::str::from_utf8(bytes).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "ends mid-line");
+    let mut n = 0;
+    for line in text.lines() {
+        let doc: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {n} is not JSON ({e}): {line}"));
+        common::check_types(&doc);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_batch_is_one_line_per_flow() {
+    let mut buf = Vec::new();
+    encode_batch(&flows(), &common::ctx(), &mut buf);
+    assert_eq!(documents(&buf), 3);
+    encode_batch(&[], &common::ctx(), &mut buf);
+    assert_eq!(documents(&buf), 3);
+}
+
+#[test]
+fn writes_a_file_and_appends_after_a_restart() {
+    let path = tmp("append.ndjson");
+    let mut sink = NdjsonSink::open(Target::File(path.clone())).unwrap();
+    sink.write(&flows(), &common::ctx()).unwrap();
+    // Below FLUSH_AT nothing is written until a flush.
+    assert!(sink.pending_bytes() > 0);
+    assert_eq!(std::fs::read(&path).unwrap().len(), 0);
+    sink.flush().unwrap();
+    assert_eq!(sink.written_documents(), 3);
+    assert_eq!(documents(&std::fs::read(&path).unwrap()), 3);
+    sink.write(&flows()[..1], &common::ctx()).unwrap();
+    sink.finish().unwrap();
+    assert_eq!(documents(&std::fs::read(&path).unwrap()), 4);
+
+    let mut sink = NdjsonSink::open(Target::File(path.clone())).unwrap();
+    sink.write(&flows(), &common::ctx()).unwrap();
+    drop(sink); // dropping still writes what was buffered
+    assert_eq!(documents(&std::fs::read(&path).unwrap()), 7);
+}
+
+#[test]
+fn writes_once_the_buffer_passes_its_threshold() {
+    let path = tmp("threshold.ndjson");
+    let mut sink = NdjsonSink::open(Target::File(path.clone())).unwrap();
+    let batch: Vec<EnrichedFlow> = (0..64).map(|_| common::tcp_biflow_nat()).collect();
+    let mut writes = 0;
+    while std::fs::metadata(&path).unwrap().len() == 0 {
+        sink.write(&batch, &common::ctx()).unwrap();
+        writes += 1;
+        assert!(writes * 64 * 1000 < FLUSH_AT * 4, "never wrote");
+    }
+    assert_eq!(sink.pending_bytes(), 0);
+    assert_eq!(documents(&std::fs::read(&path).unwrap()), writes * 64);
+}
+
+#[test]
+fn reports_a_file_that_cannot_be_opened() {
+    let path = tmp("no-such-dir").join("flows.ndjson");
+    match NdjsonSink::open(Target::File(path.clone())) {
+        Err(Error::Open { path: p, source }) => {
+            assert_eq!(p, path);
+            assert_eq!(source.kind(), io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn reports_a_full_disk() {
+    // /dev/full fails every write with ENOSPC.
+    let mut sink = NdjsonSink::open(Target::File("/dev/full".into())).unwrap();
+    sink.write(&flows(), &common::ctx()).unwrap();
+    let err = sink.flush().unwrap_err();
+    match &err {
+        Error::Write { target, source } => {
+            assert_eq!(target, &Target::File("/dev/full".into()));
+            assert_eq!(source.kind(), io::ErrorKind::StorageFull);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("/dev/full"), "{err}");
+    assert_eq!(sink.written_documents(), 0);
+    assert!(sink.pending_bytes() > 0, "kept for a retry");
+}
+
+/// A writer that takes `budget` more octets (possibly cutting a line), then fails until healed.
+#[derive(Clone, Default)]
+struct Flaky {
+    out: Arc<Mutex<Vec<u8>>>,
+    budget: Arc<Mutex<Option<usize>>>,
+}
+
+impl Write for Flaky {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut budget = self.budget.lock().unwrap();
+        let n = match *budget {
+            None => buf.len(),
+            Some(0) => return Err(io::Error::new(io::ErrorKind::StorageFull, "full")),
+            Some(left) => {
+                let n = left.min(buf.len());
+                *budget = Some(left - n);
+                n
+            }
+        };
+        self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_write_resumes_where_it_stopped() {
+    let flaky = Flaky::default();
+    *flaky.budget.lock().unwrap() = Some(1000); // cuts the first document
+    let mut sink = NdjsonSink::with_writer(Target::Stdout, Box::new(flaky.clone()));
+    sink.write(&flows(), &common::ctx()).unwrap();
+    assert!(matches!(sink.flush(), Err(Error::Write { .. })));
+    assert_eq!(flaky.out.lock().unwrap().len(), 1000);
+    sink.write(&flows(), &common::ctx()).unwrap();
+    assert!(sink.flush().is_err(), "still failing");
+    *flaky.budget.lock().unwrap() = None;
+    sink.finish().unwrap();
+    assert_eq!(documents(&flaky.out.lock().unwrap()), 6);
+}
+
+#[test]
+fn a_backlog_past_the_limit_drops_whole_documents_and_counts_them() {
+    let flaky = Flaky::default();
+    *flaky.budget.lock().unwrap() = Some(700);
+    let mut sink = NdjsonSink::with_writer(Target::Stdout, Box::new(flaky.clone()));
+    let batch: Vec<EnrichedFlow> = (0..1000).map(|_| common::tcp_biflow_nat()).collect();
+    let mut sent = 0u64;
+    let mut failures = 0;
+    while sink.dropped_documents() == 0 {
+        if sink.write(&batch, &common::ctx()).is_err() {
+            failures += 1;
+        }
+        sent += 1000;
+        assert!(
+            sink.pending_bytes() <= MAX_PENDING + FLUSH_AT + 2_000_000,
+            "{}",
+            sink.pending_bytes()
+        );
+        assert!(sent < 100_000, "never dropped");
+    }
+    assert!(failures > 0);
+    assert!(sink.pending_bytes() < 4000, "only the cut document is kept");
+    *flaky.budget.lock().unwrap() = None;
+    sink.flush().unwrap();
+    let n = documents(&flaky.out.lock().unwrap()) as u64;
+    assert_eq!(n, sink.written_documents());
+    assert_eq!(n + sink.dropped_documents(), sent);
+    assert_eq!(n, 1, "the document cut by the first failure was completed");
+}
+
+#[test]
+fn the_command_line_option() {
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ndjson: NdjsonArgs,
+    }
+    let cli = Cli::try_parse_from(["podflow-collector", "--ndjson", "-"]).unwrap();
+    assert_eq!(cli.ndjson.target(), Some(Target::Stdout));
+    let cli = Cli::try_parse_from(["podflow-collector", "--ndjson", "/var/log/flows.ndjson"]).unwrap();
+    assert_eq!(
+        cli.ndjson.target(),
+        Some(Target::File("/var/log/flows.ndjson".into()))
+    );
+    let cli = Cli::try_parse_from(["podflow-collector"]).unwrap();
+    assert_eq!(cli.ndjson.target(), None);
+    assert_eq!(Target::Stdout.to_string(), "standard output");
+}
