@@ -2,7 +2,9 @@
 //!
 //! The life of a flow in the collector, one module per step:
 //! * [`model`]: the one flow model every decoder produces and every sink reads.
+//! * [`decode`]: datagrams from exporters (IPFIX, NetFlow v9 and v5) to flow records.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
 
+pub mod decode;
 pub mod inspect;
 pub mod model;
