@@ -2,11 +2,14 @@
 //!
 //! The life of a flow in the collector, one module per step:
 //! * [`receive`]: UDP sockets (SO_REUSEPORT groups), batches of datagrams, kernel drop counters.
+//! * [`decode`]: IPFIX, NetFlow v9 and v5 datagrams to [`model::FlowRecord`]s, with template state per
+//!   exporter and observation domain, data held until its template comes, and loss from sequence numbers.
 //! * [`model`]: the one flow model every decoder produces and every sink reads.
 //! * [`enrich`]: NAT join, Kubernetes attribution at the flow's time, duplicate observers.
 //! * [`sinks`]: ECS documents (one field table, a pure encoder, the index template) and NDJSON.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
 
+pub mod decode;
 pub mod enrich;
 pub mod inspect;
 pub mod model;
