@@ -7,11 +7,14 @@
 //! * [`model`]: the one flow model every decoder produces and every sink reads.
 //! * [`enrich`]: NAT join, Kubernetes attribution at the flow's time, duplicate observers.
 //! * [`sinks`]: ECS documents (one field table, a pure encoder, the index template) and NDJSON.
+//! * [`pipeline`]: the threads and bounded queues that run the stages; [`metrics`]: self metrics.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
 
 pub mod decode;
 pub mod enrich;
 pub mod inspect;
+pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod receive;
 pub mod sinks;

@@ -1,20 +1,78 @@
 //! podflow-collector: receives IPFIX and NetFlow, attributes flows to Kubernetes objects and feeds sinks.
 //!
-//! The receive/enrich/sink pipeline is not built yet; today the binary offers `decode`, which prints what
-//! IPFIX messages and files hold, element by element.
+//! Without a subcommand it runs the collector: receive, decode, join NAT, attribute to Kubernetes, write
+//! documents. `decode` prints what IPFIX messages and files hold, element by element.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use podflow_collector::inspect;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-/// podflow's collector.
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use podflow_collector::decode::DecoderConfig;
+use podflow_collector::enrich::{Attributor, NoMetadata};
+use podflow_collector::inspect;
+use podflow_collector::metrics::{self, Metrics};
+use podflow_collector::pipeline::{self, PipelineConfig};
+use podflow_collector::receive;
+use podflow_collector::sinks::ndjson::{NdjsonArgs, NdjsonSink};
+
+/// podflow's collector: receives IPFIX and NetFlow v9/v5 over UDP from podflow's probes and any other
+/// exporter, joins Service NAT, attributes every endpoint to its pod, workload, Service and node at the
+/// flow's own time, and writes one ECS document per flow.
+///
+/// Every socket accepts IPFIX, NetFlow v9 and v5 (the header says which). Examples:
+///   podflow-collector --ndjson flows.ndjson --inventory cluster.yaml
+///   podflow-collector --listen 0.0.0.0:4739 --ndjson - --metrics-listen 0.0.0.0:9478
 #[derive(Parser, Debug)]
-#[command(name = "podflow-collector", version, about, long_about = None)]
+#[command(name = "podflow-collector", version, verbatim_doc_comment)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// UDP address to receive on (repeatable). Default: 0.0.0.0:4739 and [::]:4739 (IPFIX), 0.0.0.0:2055
+    /// and [::]:2055 (NetFlow); an address family the host lacks is skipped with a warning.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+
+    /// Sockets per listen address (SO_REUSEPORT: each exporter stays on one socket and its decoder).
+    /// Default: the number of CPUs, at most 4.
+    #[arg(long, value_name = "N")]
+    sockets: Option<usize>,
+
+    /// Kernel receive buffer per socket, in MiB (the kernel may cap it: see net.core.rmem_max).
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    receive_buffer: usize,
+
+    #[command(flatten)]
+    ndjson: NdjsonArgs,
+
+    /// orchestrator.cluster.name written into every document.
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+
+    /// Private Enterprise Number of podflow's enterprise elements.
+    #[arg(long, default_value_t = proto_ipfix::ie::DEFAULT_PODFLOW_PEN)]
+    podflow_pen: u32,
+
+    /// Templates not refreshed for this long are forgotten, in seconds (RFC 7011 asks for at least three
+    /// times the exporters' refresh interval).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    template_lifetime: u64,
+
+    /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -42,14 +100,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Decode {
-            files,
-            podflow_pen,
-            templates,
-        } => inspect::run(&files, podflow_pen, templates, &mut std::io::stdout().lock()),
+    let Some(Command::Decode {
+        files,
+        podflow_pen,
+        templates,
+    }) = cli.command
+    else {
+        return match serve(cli.serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("podflow-collector: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     };
-    match result {
+    match inspect::run(&files, podflow_pen, templates, &mut std::io::stdout().lock()) {
         Ok(report) if report.errors == 0 => ExitCode::SUCCESS,
         Ok(report) => {
             eprintln!(
@@ -63,4 +128,74 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let listen = if a.listen.is_empty() {
+        ["0.0.0.0:4739", "[::]:4739", "0.0.0.0:2055", "[::]:2055"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    } else {
+        a.listen.clone()
+    };
+    let per = a
+        .sockets
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
+    let mut listeners = Vec::new();
+    for addr in &listen {
+        match receive::bind(*addr, per, a.receive_buffer.saturating_mul(1 << 20)) {
+            Ok((ls, warning)) => {
+                if let Some(w) = warning {
+                    eprintln!("podflow-collector: warning: {w}");
+                }
+                eprintln!(
+                    "podflow-collector: listening on udp {} ({} sockets)",
+                    ls[0].addr,
+                    ls.len()
+                );
+                listeners.extend(ls);
+            }
+            // The default IPv6 addresses are optional: hosts without IPv6 still collect over IPv4.
+            Err(e) if a.listen.is_empty() && addr.is_ipv6() => {
+                eprintln!("podflow-collector: warning: not listening on {addr}: {e}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("listening on udp {addr}")),
+        }
+    }
+    let sink = match a.ndjson.target() {
+        Some(t) => Some(NdjsonSink::open(t).context("opening the NDJSON output")?),
+        None => None,
+    };
+    if sink.is_none() {
+        eprintln!(
+            "podflow-collector: warning: no sink configured (--ndjson): flows are decoded and counted only"
+        );
+    }
+    let metrics = Metrics::default();
+    if let Some(addr) = a.metrics_listen {
+        let bound = metrics::serve(addr, metrics.clone()).with_context(|| format!("metrics on {addr}"))?;
+        eprintln!("podflow-collector: metrics on http://{bound}/metrics");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let attributor: Arc<dyn Attributor + Send + Sync> = Arc::new(NoMetadata);
+    let cfg = PipelineConfig {
+        decoder: DecoderConfig {
+            podflow_pen: a.podflow_pen,
+            template_lifetime_ms: a.template_lifetime.saturating_mul(1000),
+            ..DecoderConfig::default()
+        },
+        cluster_name: a.cluster_name,
+        kubernetes: false,
+        ..PipelineConfig::default()
+    };
+    let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;
+    eprintln!(
+        "podflow-collector: {} records decoded, {} documents written",
+        totals.records, totals.documents
+    );
+    Ok(())
 }

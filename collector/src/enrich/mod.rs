@@ -88,7 +88,7 @@ impl Enricher {
     }
 
     /// Enriches one record; `None` for a NAT event record, which only teaches the NAT table.
-    pub fn enrich(&mut self, record: FlowRecord, k8s: &impl Attributor) -> Option<EnrichedFlow> {
+    pub fn enrich<A: Attributor + ?Sized>(&mut self, record: FlowRecord, k8s: &A) -> Option<EnrichedFlow> {
         let community_id = match record.community_id {
             Some(c) => c,
             None => {

@@ -1,0 +1,207 @@
+//! The collector's self metrics (Prometheus text format) and the HTTP endpoint serving them with
+//! `/healthz`. Pipeline stages publish their counters once per batch; the HTTP thread renders them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Counters of one exporter (address, protocol).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExporterCounters {
+    /// Datagrams decoded.
+    pub datagrams: u64,
+    /// Flow records decoded.
+    pub records: u64,
+    /// Records missing by sequence numbers.
+    pub lost_records: u64,
+    /// Data sets whose template was unknown.
+    pub template_misses: u64,
+}
+
+/// Everything the collector reports about itself.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    /// Per exporter address and protocol label.
+    pub exporters: BTreeMap<(String, &'static str), ExporterCounters>,
+    /// Decode errors by reason.
+    pub decode_errors: BTreeMap<String, u64>,
+    /// Datagrams dropped because decoding fell behind, and dropped by the kernel (socket overruns).
+    pub dropped_datagrams: BTreeMap<&'static str, u64>,
+    /// Record batches dropped because enrichment and sinks fell behind.
+    pub dropped_records: u64,
+    /// Records waiting for enrichment and sinks.
+    pub queue_depth: u64,
+    /// Endpoint lookups that found no Kubernetes object.
+    pub enrichment_misses: u64,
+    /// Flows marked duplicate (seen by a second observer).
+    pub duplicates: u64,
+    /// NAT event records consumed.
+    pub nat_events: u64,
+    /// Documents written, by sink.
+    pub documents: BTreeMap<&'static str, u64>,
+    /// Documents a sink dropped or failed, by sink and reason.
+    pub sink_failures: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+/// Shared metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    state: Arc<Mutex<State>>,
+}
+
+impl Metrics {
+    /// Locks the state for an update (a poisoned lock still holds valid counters).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let s = self.lock().clone();
+        let mut o = String::with_capacity(4096);
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(o, "{name}{labels} {v}");
+            }
+        };
+        let per_exporter = |pick: fn(&ExporterCounters) -> u64| {
+            s.exporters
+                .iter()
+                .map(|((e, p), c)| (format!("{{exporter=\"{}\",protocol=\"{p}\"}}", esc(e)), pick(c)))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "podflow_collector_datagrams_total",
+            "counter",
+            "Datagrams decoded, by exporter.",
+            per_exporter(|c| c.datagrams),
+        );
+        family(
+            "podflow_collector_records_total",
+            "counter",
+            "Flow records decoded, by exporter.",
+            per_exporter(|c| c.records),
+        );
+        family(
+            "podflow_collector_lost_records_total",
+            "counter",
+            "Records missing by sequence numbers, by exporter.",
+            per_exporter(|c| c.lost_records),
+        );
+        family(
+            "podflow_collector_template_misses_total",
+            "counter",
+            "Data sets whose template was unknown, by exporter.",
+            per_exporter(|c| c.template_misses),
+        );
+        family(
+            "podflow_collector_decode_errors_total",
+            "counter",
+            "Parts of datagrams that could not be decoded, by reason.",
+            s.decode_errors
+                .iter()
+                .map(|(r, v)| (format!("{{reason=\"{}\"}}", esc(r)), *v))
+                .collect(),
+        );
+        family(
+            "podflow_collector_dropped_datagrams_total",
+            "counter",
+            "Datagrams dropped before decoding: 'kernel' socket overruns, 'behind' decoding too slow.",
+            s.dropped_datagrams
+                .iter()
+                .map(|(w, v)| (format!("{{where=\"{w}\"}}"), *v))
+                .collect(),
+        );
+        family(
+            "podflow_collector_dropped_records_total",
+            "counter",
+            "Decoded records dropped because enrichment and sinks fell behind.",
+            vec![(String::new(), s.dropped_records)],
+        );
+        family(
+            "podflow_collector_queue_depth",
+            "gauge",
+            "Records waiting for enrichment and sinks.",
+            vec![(String::new(), s.queue_depth)],
+        );
+        family(
+            "podflow_collector_enrichment_misses_total",
+            "counter",
+            "Endpoint lookups that found no Kubernetes object (outside the cluster or unknown).",
+            vec![(String::new(), s.enrichment_misses)],
+        );
+        family(
+            "podflow_collector_duplicate_flows_total",
+            "counter",
+            "Flows already reported by another observer, counted once.",
+            vec![(String::new(), s.duplicates)],
+        );
+        family(
+            "podflow_collector_nat_events_total",
+            "counter",
+            "NAT event records consumed.",
+            vec![(String::new(), s.nat_events)],
+        );
+        family(
+            "podflow_collector_documents_total",
+            "counter",
+            "Documents written, by sink.",
+            s.documents
+                .iter()
+                .map(|(k, v)| (format!("{{sink=\"{k}\"}}"), *v))
+                .collect(),
+        );
+        family(
+            "podflow_collector_sink_failures_total",
+            "counter",
+            "Documents a sink dropped or failed, by sink and reason.",
+            s.sink_failures
+                .iter()
+                .map(|((k, r), v)| (format!("{{sink=\"{k}\",reason=\"{r}\"}}"), *v))
+                .collect(),
+        );
+        o
+    }
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` from a background thread; returns the bound address.
+pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = answer(conn, &metrics);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn answer(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/metrics" => ("200 OK", metrics.render()),
+        "/healthz" => ("200 OK", "ok\n".to_string()),
+        _ => (
+            "404 Not Found",
+            "podflow-collector serves /metrics and /healthz\n".to_string(),
+        ),
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

@@ -1,0 +1,289 @@
+//! The running collector: threads and queues around the pure stages.
+//!
+//! ```text
+//! socket -> receive thread -> [datagram batches] -> decode thread (one per socket: an exporter's
+//!        templates stay with one decoder) -> [record batches] -> enrich + sinks thread
+//! ```
+//! Every queue is bounded. A receive thread never waits: when decoding falls behind it drops the batch
+//! and counts it; a decode thread likewise drops record batches when enrichment and sinks fall behind.
+//! On stop, receive threads end, queues drain, sinks flush, and `run` returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::decode::{Decoder, DecoderConfig};
+use crate::enrich::{Attributor, Enricher};
+use crate::metrics::Metrics;
+use crate::model::{EnrichedFlow, FlowRecord, Protocol};
+use crate::receive::{Batch, Listener};
+use crate::sinks::ecs::Context;
+use crate::sinks::ndjson::NdjsonSink;
+
+/// Milliseconds since the Unix epoch, the clock of the I/O shell.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Pipeline settings.
+pub struct PipelineConfig {
+    /// Decoder settings (one decoder per socket).
+    pub decoder: DecoderConfig,
+    /// `orchestrator.cluster.name` in documents.
+    pub cluster_name: Option<String>,
+    /// True when endpoints are attributed against a Kubernetes view.
+    pub kubernetes: bool,
+    /// Datagram batches queued per socket.
+    pub datagram_queue: usize,
+    /// Record batches queued for enrichment and sinks.
+    pub record_queue: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            decoder: DecoderConfig::default(),
+            cluster_name: None,
+            kubernetes: false,
+            datagram_queue: 256,
+            record_queue: 256,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    /// Records decoded.
+    pub records: u64,
+    /// Documents written.
+    pub documents: u64,
+}
+
+/// Runs the collector on `listeners` until `stop` is raised, writing documents to `sink`.
+pub fn run(
+    listeners: Vec<Listener>,
+    cfg: PipelineConfig,
+    attributor: Arc<dyn Attributor + Send + Sync>,
+    sink: Option<NdjsonSink>,
+    metrics: Metrics,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<RunTotals> {
+    let (records_tx, records_rx) = sync_channel::<Vec<FlowRecord>>(cfg.record_queue);
+    // Records queued for enrichment: decode threads add, the enrich thread takes away.
+    let depth = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    let receive_stop = Arc::new(AtomicBool::new(false));
+    for l in listeners {
+        let l = Arc::new(l);
+        let (dg_tx, dg_rx) = sync_channel::<Batch>(cfg.datagram_queue);
+        let (l2, rs) = (l.clone(), receive_stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("receive-{}", l.addr))
+                .spawn(move || {
+                    l2.run(&dg_tx, &rs, now_ms);
+                })?,
+        );
+        let (decoder_cfg, tx, m, d) = (
+            cfg.decoder.clone(),
+            records_tx.clone(),
+            metrics.clone(),
+            depth.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("decode-{}", l.addr))
+                .spawn(move || decode_loop(&l, dg_rx, Decoder::new(decoder_cfg), &tx, &d, &m))?,
+        );
+    }
+    drop(records_tx);
+    let ctx_cfg = (cfg.cluster_name.clone(), cfg.kubernetes);
+    let m = metrics.clone();
+    let sink_thread = std::thread::Builder::new().name("enrich".into()).spawn(move || {
+        enrich_loop(
+            records_rx,
+            Enricher::default(),
+            &*attributor,
+            sink,
+            ctx_cfg,
+            &depth,
+            &m,
+        )
+    })?;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    receive_stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(sink_thread.join().unwrap_or_default())
+}
+
+fn protocol_label(p: Option<Protocol>) -> &'static str {
+    match p {
+        Some(Protocol::Ipfix) => "ipfix",
+        Some(Protocol::NetflowV9) => "netflow_v9",
+        Some(Protocol::NetflowV5) => "netflow_v5",
+        None => "unknown",
+    }
+}
+
+fn decode_loop(
+    listener: &Listener,
+    rx: Receiver<Batch>,
+    mut decoder: Decoder,
+    tx: &SyncSender<Vec<FlowRecord>>,
+    depth: &AtomicU64,
+    metrics: &Metrics,
+) {
+    let mut next_publish = Instant::now();
+    loop {
+        let batch = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(b) => Some(b),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(b) = batch {
+            let mut records = Vec::with_capacity(b.datagrams.len() * 30);
+            for (from, payload) in b.iter() {
+                decoder.decode(from, payload, b.received_ms, &mut |r| records.push(r));
+            }
+            if !records.is_empty() {
+                let n = records.len() as u64;
+                // Counted before sending, so the enrich thread never takes away more than was added.
+                depth.fetch_add(n, Ordering::Relaxed);
+                match tx.try_send(records) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        depth.fetch_sub(n, Ordering::Relaxed);
+                        metrics.lock().dropped_records += n;
+                    }
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+        } else {
+            decoder.expire(now_ms());
+        }
+        if next_publish.elapsed() >= Duration::from_secs(1) {
+            next_publish = Instant::now();
+            publish_decode(listener, &mut decoder, metrics);
+        }
+    }
+    publish_decode(listener, &mut decoder, metrics);
+}
+
+fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics) {
+    let stats = decoder.take_stats();
+    let behind = listener.stats.dropped_behind.swap(0, Ordering::Relaxed);
+    let kernel = listener.kernel_drops();
+    let mut m = metrics.lock();
+    for (key, c) in stats.iter() {
+        let e = m
+            .exporters
+            .entry((key.exporter.ip().to_string(), protocol_label(c.protocol)))
+            .or_default();
+        e.datagrams += c.datagrams;
+        e.records += c.records;
+        e.lost_records += c.lost_records;
+        e.template_misses += c.template_misses;
+        for (reason, n) in c.errors.iter() {
+            *m.decode_errors.entry(reason.to_string()).or_default() += n;
+        }
+    }
+    *m.dropped_datagrams.entry("behind").or_default() += behind;
+    if let Some(k) = kernel {
+        // The kernel's counter is cumulative per socket; the largest seen stands for the group.
+        let e = m.dropped_datagrams.entry("kernel").or_default();
+        *e = (*e).max(k);
+    }
+}
+
+fn enrich_loop(
+    rx: Receiver<Vec<FlowRecord>>,
+    mut enricher: Enricher,
+    attributor: &(dyn Attributor + Send + Sync),
+    mut sink: Option<NdjsonSink>,
+    (cluster_name, kubernetes): (Option<String>, bool),
+    depth: &AtomicU64,
+    metrics: &Metrics,
+) -> RunTotals {
+    let mut totals = RunTotals::default();
+    let mut flows: Vec<EnrichedFlow> = Vec::new();
+    let mut next_tick = Instant::now();
+    let mut published = enricher.stats();
+    loop {
+        let batch = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(b) => Some(b),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(records) = batch {
+            totals.records += records.len() as u64;
+            depth.fetch_sub(records.len() as u64, Ordering::Relaxed);
+            flows.extend(records.into_iter().filter_map(|r| enricher.enrich(r, attributor)));
+            let ctx = Context {
+                created_ms: now_ms(),
+                cluster_name: cluster_name.as_deref(),
+                data_stream_namespace: None,
+                kubernetes,
+                exporter_names: None,
+            };
+            if let Some(s) = sink.as_mut() {
+                if let Err(e) = s.write(&flows, &ctx) {
+                    eprintln!("podflow-collector: ndjson: {e}");
+                }
+            }
+            totals.documents += flows.len() as u64;
+            flows.clear();
+        }
+        if next_tick.elapsed() >= Duration::from_secs(1) {
+            next_tick = Instant::now();
+            enricher.expire(now_ms());
+            if let Some(s) = sink.as_mut() {
+                let _ = s.flush();
+            }
+            publish_enrich(
+                &enricher,
+                &mut published,
+                sink.as_ref(),
+                depth.load(Ordering::Relaxed),
+                metrics,
+            );
+        }
+    }
+    if let Some(s) = sink {
+        let written = s.written_documents();
+        if let Err(e) = s.finish() {
+            eprintln!("podflow-collector: ndjson: {e}");
+        }
+        metrics.lock().documents.insert("ndjson", written);
+    }
+    totals
+}
+
+fn publish_enrich(
+    enricher: &Enricher,
+    published: &mut crate::enrich::EnrichStats,
+    sink: Option<&NdjsonSink>,
+    depth: u64,
+    metrics: &Metrics,
+) {
+    let now = enricher.stats();
+    let mut m = metrics.lock();
+    m.enrichment_misses += now.misses - published.misses;
+    m.duplicates += now.duplicates - published.duplicates;
+    m.nat_events += now.nat_events - published.nat_events;
+    m.queue_depth = depth;
+    if let Some(s) = sink {
+        m.documents.insert("ndjson", s.written_documents());
+        m.sink_failures
+            .insert(("ndjson", "backlog_full"), s.dropped_documents());
+    }
+    *published = now;
+}
