@@ -89,12 +89,7 @@ pub fn run(
                     l2.run(&dg_tx, &rs, now_ms);
                 })?,
         );
-        let (decoder_cfg, tx, m, d) = (
-            cfg.decoder.clone(),
-            records_tx.clone(),
-            metrics.clone(),
-            depth.clone(),
-        );
+        let (decoder_cfg, tx, m, d) = (cfg.decoder, records_tx.clone(), metrics.clone(), depth.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("decode-{}", l.addr))
@@ -234,10 +229,8 @@ fn enrich_loop(
                 kubernetes,
                 exporter_names: None,
             };
-            if let Some(s) = sink.as_mut() {
-                if let Err(e) = s.write(&flows, &ctx) {
-                    eprintln!("podflow-collector: ndjson: {e}");
-                }
+            if let Some(Err(e)) = sink.as_mut().map(|s| s.write(&flows, &ctx)) {
+                eprintln!("podflow-collector: ndjson: {e}");
             }
             totals.documents += flows.len() as u64;
             flows.clear();
