@@ -1,35 +1,86 @@
 #!/usr/bin/env bash
-# Runs podflow on bundled data, with no cluster and no Elasticsearch.
-#  1. podflow-exporter computes the Community ID of every packet of bundled pcaps (the flow key the probe and
-#     the collector share), and the output is compared with the reference tool's.
-#  2. podflow-collector decodes real IPFIX from several vendors' exporters and a recorded IPFIX file and
-#     prints the records as JSON lines, elements named from the IANA registry.
+# Runs podflow end to end on bundled and generated data, with no cluster and no Elasticsearch:
+#  1. podflow-gen-pcap writes a capture of known TCP, UDP and ICMP flows (IPv4 and IPv6);
+#  2. podflow-exporter reads it, aggregates bidirectional flows and exports IPFIX over UDP (loopback);
+#  3. podflow-collector receives, decodes and enriches them and writes one ECS document per flow;
+#  4. the documents' totals are compared with what the generator wrote.
+# Then it shows the Community ID tool against the reference outputs, and decodes real IPFIX from other
+# vendors' exporters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh build
+echo "== building (release)"
 cargo build --release --quiet -p podflow-exporter -p podflow-collector
+cargo build --release --quiet -p podflow-e2e --bin podflow-gen-pcap
 bin=target/release
-cid=exporter/tests/data/community-id
-caps=testdata/captures
+work=$(mktemp -d)
+collector_pid=""
+cleanup() {
+  [ -n "$collector_pid" ] && kill "$collector_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-echo "== Community ID of each packet (podflow-exporter community-id $cid/pcaps/tcp.pcap)"
-"$bin/podflow-exporter" community-id "$cid/pcaps/tcp.pcap" | head -n 5
+echo
+echo "== 1. a capture of known flows"
+"$bin/podflow-gen-pcap" --out "$work/demo.pcap" --tcp 300 --udp 150 --icmp 50 >"$work/summary.json"
+python3 - "$work/summary.json" <<'EOF' 2>/dev/null || cat "$work/summary.json"
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"   {s['flows']} flows, {s['packets']} packets, {s['octets']} IP octets")
+EOF
+
+echo
+echo "== 2-3. podflow-exporter -> IPFIX over UDP -> podflow-collector -> ECS NDJSON"
+port=$((20000 + RANDOM % 20000))
+mport=$((port + 1))
+"$bin/podflow-collector" --listen "127.0.0.1:$port" --ndjson "$work/flows.ndjson" \
+  --metrics-listen "127.0.0.1:$mport" 2>"$work/collector.log" &
+collector_pid=$!
+metric() { curl -fs "http://127.0.0.1:$mport/metrics" 2>/dev/null | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$mport/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+"$bin/podflow-exporter" --pcap "$work/demo.pcap" --collector "127.0.0.1:$port" 2>"$work/exporter.log"
+cat "$work/exporter.log"
+records=$(sed -nE 's/.* as ([0-9]+) records.*/\1/p' "$work/exporter.log")
+# The collector works on its own threads: wait until it has taken every record in.
+for _ in $(seq 100); do [ "$(metric podflow_collector_records_total)" -ge "$records" ] && break; sleep 0.1; done
+kill -INT "$collector_pid"
+wait "$collector_pid" || true
+collector_pid=""
+cat "$work/collector.log"
+
+echo
+echo "== 4. one ECS document (Kibana's Security app reads these as they are):"
+head -n 1 "$work/flows.ndjson" | python3 -m json.tool | head -n 60
+python3 - "$work/summary.json" "$work/flows.ndjson" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+docs = [json.loads(l) for l in open(sys.argv[2])]
+packets = sum(d["network"]["packets"] for d in docs)
+octets = sum(d["network"]["bytes"] for d in docs)
+print(f"   documents {len(docs)} (generated flows {s['flows']}), packets {packets} ({s['packets']}), "
+      f"octets {octets} ({s['octets']})")
+if (len(docs), packets, octets) != (s["flows"], s["packets"], s["octets"]):
+    sys.exit("   MISMATCH between the documents and the generated capture")
+print("   every flow, packet and octet of the capture is accounted for")
+EOF
+
+cid=exporter/tests/data/community-id
+echo
+echo "== Community ID of each packet, compared with the reference tool's output"
 for p in "$cid"/pcaps/*.pcap; do
   n=$(basename "$p")
   if "$bin/podflow-exporter" community-id "$p" | cmp -s - "$cid/expected/$n.deflt.txt"; then
-    echo "   $n: matches the reference output ($(wc -l <"$cid/expected/$n.deflt.txt") packets)"
+    echo "   $n: matches ($(wc -l <"$cid/expected/$n.deflt.txt") packets)"
   else
     echo "   $n: DIFFERS from the reference output" >&2
     exit 1
   fi
 done
 
+caps=testdata/captures
 echo
 echo "== IPFIX from a MikroTik router, with NAT fields (podflow-collector decode)"
-"$bin/podflow-collector" decode "$caps"/logstash-codec-netflow/ipfix_test_mikrotik_{tpl,data258}.dat | head -n 3
-
-echo
-echo "== A recorded IPFIX file (RFC 5655), 68 messages"
-out=$("$bin/podflow-collector" decode "$caps/cesnet-ipfixcol2/example_flows.ipfix")
-echo "$out" | head -n 2
-echo "   ... $(echo "$out" | wc -l) records decoded"
+"$bin/podflow-collector" decode "$caps"/logstash-codec-netflow/ipfix_test_mikrotik_{tpl,data258}.dat | head -n 2
+echo "   ... a recorded IPFIX file (RFC 5655): $("$bin/podflow-collector" decode \
+  "$caps/cesnet-ipfixcol2/example_flows.ipfix" | wc -l) records decoded"
