@@ -146,33 +146,37 @@ struct State<'a> {
     buf: &'a mut Vec<u8>,
     max: usize,
     align: usize,
-    /// (set ID, offset of its header) of the set being filled.
-    open_set: Option<(u16, usize)>,
+    /// (set ID, offset of its header, its smallest record) of the set being filled.
+    open_set: Option<(u16, usize, usize)>,
     records: u32,
     templates: u32,
 }
 
 impl State<'_> {
     /// Closes the open set: pads it if there is room and patches its length.
+    ///
+    /// Padding must be shorter than the set's smallest record (RFC 7011 section 3.3.1), or a decoder reads
+    /// it as records; a set that would need more stays unpadded.
     fn close_set(&mut self) {
-        let Some((_, start)) = self.open_set.take() else {
+        let Some((_, start, min_record)) = self.open_set.take() else {
             return;
         };
         let pad = (self.align - (self.buf.len() - start) % self.align) % self.align;
-        if self.buf.len() + pad <= self.max {
+        if pad < min_record && self.buf.len() + pad <= self.max {
             self.buf.resize(self.buf.len() + pad, 0);
         }
         let len = u16::try_from(self.buf.len() - start).unwrap_or(u16::MAX);
         self.buf[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
-    /// Makes `set_id` the open set; returns whether a new set header was written.
-    fn open(&mut self, set_id: u16) -> bool {
-        if matches!(self.open_set, Some((id, _)) if id == set_id) {
+    /// Makes `set_id`, whose records take at least `min_record` octets, the open set; returns whether a new
+    /// set header was written.
+    fn open(&mut self, set_id: u16, min_record: usize) -> bool {
+        if matches!(self.open_set, Some((id, _, _)) if id == set_id) {
             return false;
         }
         self.close_set();
-        self.open_set = Some((set_id, self.buf.len()));
+        self.open_set = Some((set_id, self.buf.len(), min_record));
         self.buf.extend_from_slice(&set_id.to_be_bytes());
         self.buf.extend_from_slice(&[0, 0]);
         true
@@ -233,7 +237,7 @@ impl<'a> MessageWriter<'a> {
             .iter()
             .find(|t| t.id() == template_id)
             .ok_or(EncodeError::UnknownTemplate(template_id))?;
-        let opened = self.st.open(template_id);
+        let opened = self.st.open(template_id, template.min_record_len());
         let start = self.st.buf.len();
         Ok(RecordWriter {
             st: &mut self.st,
@@ -284,7 +288,8 @@ impl<'a> MessageWriter<'a> {
 }
 
 fn write_template(st: &mut State<'_>, t: &Template) -> Result<(), EncodeError> {
-    let opened = st.open(t.set_id());
+    // The shortest template set record is a 4-octet withdrawal.
+    let opened = st.open(t.set_id(), 4);
     let start = st.buf.len();
     if start + t.buffer_len() > st.max {
         st.rollback(start, opened);

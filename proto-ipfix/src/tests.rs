@@ -248,3 +248,38 @@ fn malformed_set_keeps_earlier_records_and_reports_offset() {
     assert!(sum.first_error.unwrap().is_incomplete());
     assert_eq!(sum.records, 0);
 }
+
+#[test]
+fn set_padding_is_never_read_as_records() {
+    // One-octet records and 4-octet alignment: 3 octets of padding would read as 3 more records, so
+    // the set stays unpadded (RFC 7011 section 3.3.1). Found by the round_trip fuzz target.
+    for (fields, value) in [
+        (vec![FieldSpec::iana(4, 1)], &[6u8][..]),
+        (vec![FieldSpec::iana(82, VARIABLE_LENGTH)], &[b'a'][..]),
+    ] {
+        let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(4);
+        enc.add_template(Template::new(256, fields).unwrap());
+        let mut buf = Vec::new();
+        let mut msg = enc.message(1, &mut buf);
+        msg.add_templates().unwrap();
+        let mut r = msg.record(256).unwrap();
+        r.bytes(value);
+        r.commit().unwrap();
+        msg.finish();
+        let mut v = Collect::default();
+        let sum = Decoder::default().decode(exporter(), &buf, 0, &mut v);
+        assert_eq!((sum.records, sum.first_error), (1, None), "{buf:02x?}");
+    }
+    // Records of 4 octets or more still get their sets padded.
+    let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(4);
+    enc.add_template(Template::new(256, vec![FieldSpec::iana(8, 4), FieldSpec::iana(4, 1)]).unwrap());
+    let mut buf = Vec::new();
+    let mut msg = enc.message(1, &mut buf);
+    let mut r = msg.record(256).unwrap();
+    r.bytes(&[10, 0, 0, 1]).uint(6);
+    r.commit().unwrap();
+    msg.finish();
+    assert_eq!(buf.len(), 16 + 4 + 8);
+    let sum = Decoder::default().decode(exporter(), &buf, 0, &mut Collect::default());
+    assert_eq!(sum.missing_template_sets, 1);
+}
