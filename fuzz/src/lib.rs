@@ -142,8 +142,10 @@ impl Visitor for Walker {
             let start = f.value.as_ptr() as usize - bytes.as_ptr() as usize;
             assert!(start >= end && start + f.value.len() <= bytes.len());
             end = start + f.value.len();
-            let first = r.get(f.spec.id, f.spec.pen).map(|g| g.spec);
-            assert_eq!(first, Some(f.spec), "get() misses {:?}", f.spec);
+            // get() finds the first field of that element (a template may repeat one).
+            let first = t.position(f.spec.id, f.spec.pen);
+            assert!(first.is_some_and(|p| p <= i), "position() misses {:?}", f.spec);
+            assert_eq!(r.get(f.spec.id, f.spec.pen), first.and_then(|p| r.field(p)));
             self.field(&f);
             self.element(&f.spec);
             n += 1;
