@@ -187,10 +187,13 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     // Templates first, as many per message as fit; one that fits in no message is not used.
     let mut usable = Vec::new();
     let mut pending: Vec<u16> = run.enc.templates().iter().map(Template::id).collect();
+    let all_templates = pending.len();
     while !pending.is_empty() {
         let sequence = run.enc.sequence();
         let mut msg = run.enc.message(run.export_time, &mut run.buf);
-        if u.ratio(1, 2)? && msg.add_templates().is_ok() {
+        // add_templates() writes every template, so only while none has been sent.
+        let none_sent = pending.len() == all_templates;
+        if none_sent && u.ratio(1, 2)? && msg.add_templates().is_ok() {
             usable.append(&mut pending);
         } else {
             assert!(msg.is_empty(), "a failed add_templates left bytes behind");
