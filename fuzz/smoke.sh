@@ -26,10 +26,12 @@ for target in $(cargo fuzz list); do
     echo "smoke: $target for ${seconds}s"
     if ! cargo fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=10 >"$scratch/$target.log" 2>&1; then
-        tail -n 60 "$scratch/$target.log"
+        # Show the panic and the saved input, not the whole log (sanitizer stack traces are long).
+        grep -E -A6 'panicked at|ERROR: |error(\[|:)' "$scratch/$target.log" | head -n 60 || true
+        grep -E 'Test unit written' "$scratch/$target.log" || true
         failed+=("$target")
     fi
-    grep -E '^Done|DONE' "$scratch/$target.log" | tail -n 2
+    grep -E '^Done|DONE' "$scratch/$target.log" | tail -n 2 || true
 done
 
 if ((${#failed[@]})); then
