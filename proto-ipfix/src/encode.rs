@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ie::VARIABLE_LENGTH;
 use crate::template::Template;
-use crate::wire::{HEADER_LEN, HeaderRepr, OPTIONS_TEMPLATE_SET_ID, SET_HEADER_LEN, TEMPLATE_SET_ID};
+use crate::wire::{HEADER_LEN, HeaderRepr, OPTIONS_TEMPLATE_SET_ID, TEMPLATE_SET_ID};
 
 /// Why a message or record could not be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +78,6 @@ impl Encoder {
     }
 
     /// Pads every set to a multiple of `alignment` octets with zeros (RFC 7011 section 3.3.1); 1 = none.
-    /// A set whose padding would be as long as one of its records, or would not fit, stays unpadded.
     pub fn with_set_alignment(mut self, alignment: u8) -> Self {
         self.set_alignment = usize::from(alignment.max(1));
         self
@@ -147,7 +146,7 @@ struct State<'a> {
     buf: &'a mut Vec<u8>,
     max: usize,
     align: usize,
-    /// (set ID, offset of its header, smallest record the set may hold) of the set being filled.
+    /// (set ID, offset of its header, its smallest record) of the set being filled.
     open_set: Option<(u16, usize, usize)>,
     records: u32,
     templates: u32,
@@ -156,8 +155,8 @@ struct State<'a> {
 impl State<'_> {
     /// Closes the open set: pads it if there is room and patches its length.
     ///
-    /// Padding must be shorter than any record the set may hold (RFC 7011 section 3.3.1), or a decoder
-    /// would read it as one more record; when alignment would need more, the set is left unpadded.
+    /// Padding must be shorter than the set's smallest record (RFC 7011 section 3.3.1), or a decoder reads
+    /// it as records; a set that would need more stays unpadded.
     fn close_set(&mut self) {
         let Some((_, start, min_record)) = self.open_set.take() else {
             return;
@@ -170,28 +169,39 @@ impl State<'_> {
         self.buf[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
-    /// Makes `set_id`, whose records take at least `min_record` octets, the open set; returns whether a
-    /// new set header was written.
-    fn open(&mut self, set_id: u16, min_record: usize) -> bool {
-        if matches!(self.open_set, Some((id, ..)) if id == set_id) {
-            return false;
+    /// Makes `set_id`, whose records take at least `min_record` octets, the open set, closing the one
+    /// before and writing a set header if it is not already open.
+    fn open(&mut self, set_id: u16, min_record: usize) {
+        if matches!(self.open_set, Some((id, _, _)) if id == set_id) {
+            return;
         }
         self.close_set();
         self.open_set = Some((set_id, self.buf.len(), min_record));
         self.buf.extend_from_slice(&set_id.to_be_bytes());
         self.buf.extend_from_slice(&[0, 0]);
-        true
     }
 
-    /// Undoes a partial write back to `len`, dropping the set header if the write opened it.
-    fn rollback(&mut self, len: usize, opened: bool) {
-        if opened {
-            self.open_set = None;
-            self.buf.truncate(len - SET_HEADER_LEN);
-        } else {
-            self.buf.truncate(len);
+    /// Where the message stands, to undo a write that opens a set and then fails.
+    fn mark(&self) -> Mark {
+        Mark {
+            len: self.buf.len(),
+            open_set: self.open_set,
         }
     }
+
+    /// Undoes everything since `mark`: the write, the set header it opened, and the closing (padding) of
+    /// the set that was open before, which is open again.
+    fn rollback(&mut self, mark: Mark) {
+        self.buf.truncate(mark.len);
+        self.open_set = mark.open_set;
+    }
+}
+
+/// A point to roll a message back to (see [`State::mark`]).
+#[derive(Clone, Copy)]
+struct Mark {
+    len: usize,
+    open_set: Option<(u16, usize, usize)>,
 }
 
 /// Fills one message. Call [`MessageWriter::finish`] to write the header and advance the sequence number.
@@ -238,13 +248,12 @@ impl<'a> MessageWriter<'a> {
             .iter()
             .find(|t| t.id() == template_id)
             .ok_or(EncodeError::UnknownTemplate(template_id))?;
-        let opened = self.st.open(template_id, template.min_record_len());
-        let start = self.st.buf.len();
+        let mark = self.st.mark();
+        self.st.open(template_id, template.min_record_len());
         Ok(RecordWriter {
             st: &mut self.st,
             template,
-            start,
-            opened,
+            mark,
             index: 0,
             error: None,
             done: false,
@@ -289,11 +298,11 @@ impl<'a> MessageWriter<'a> {
 }
 
 fn write_template(st: &mut State<'_>, t: &Template) -> Result<(), EncodeError> {
-    // The smallest record of a template set is a 4-octet withdrawal (RFC 7011 section 8.1).
-    let opened = st.open(t.set_id(), 4);
-    let start = st.buf.len();
-    if start + t.buffer_len() > st.max {
-        st.rollback(start, opened);
+    // The shortest template set record is a 4-octet withdrawal.
+    let mark = st.mark();
+    st.open(t.set_id(), 4);
+    if st.buf.len() + t.buffer_len() > st.max {
+        st.rollback(mark);
         return Err(EncodeError::MessageFull);
     }
     t.emit(st.buf);
@@ -308,8 +317,7 @@ fn write_template(st: &mut State<'_>, t: &Template) -> Result<(), EncodeError> {
 pub struct RecordWriter<'m, 'a> {
     st: &'m mut State<'a>,
     template: &'m Template,
-    start: usize,
-    opened: bool,
+    mark: Mark,
     index: usize,
     error: Option<EncodeError>,
     done: bool,
@@ -416,7 +424,7 @@ impl RecordWriter<'_, '_> {
 impl Drop for RecordWriter<'_, '_> {
     fn drop(&mut self) {
         if !self.done {
-            self.st.rollback(self.start, self.opened);
+            self.st.rollback(self.mark);
         }
     }
 }

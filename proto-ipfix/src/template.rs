@@ -9,6 +9,9 @@ use crate::wire::{HEADER_LEN, MIN_DATA_SET_ID, OPTIONS_TEMPLATE_SET_ID, SET_HEAD
 /// Largest record that fits in one message after the message and set headers.
 const MAX_RECORD_LEN: usize = u16::MAX as usize - HEADER_LEN - SET_HEADER_LEN;
 
+/// Largest Information Element ID: the top bit of the 16 on the wire is the enterprise bit.
+const MAX_FIELD_ID: u16 = 0x7fff;
+
 /// Why a template record was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -30,6 +33,10 @@ pub enum TemplateError {
         /// Field count.
         fields: u16,
     },
+    /// A field's Information Element ID does not fit in the 15 bits beside the enterprise bit (RFC 7011
+    /// section 3.2): written out, it would read back as another element.
+    #[error("information element id {0} is above 32767")]
+    BadFieldId(u16),
     /// Every field has length 0, so records could not be told apart.
     #[error("template describes zero-length records")]
     ZeroLengthRecord,
@@ -92,6 +99,9 @@ impl Template {
         let mut fixed = 0usize;
         let mut varlen = 0usize;
         for f in &fields {
+            if f.id > MAX_FIELD_ID {
+                return Err(TemplateError::BadFieldId(f.id));
+            }
             if f.length == VARIABLE_LENGTH {
                 varlen += 1;
             } else {
@@ -394,6 +404,19 @@ mod tests {
             Template::new(256, huge),
             Err(TemplateError::RecordTooLong(_))
         ));
+        // the 16th bit of an element ID is the enterprise bit: such an ID would be written as another
+        assert_eq!(
+            Template::new(
+                256,
+                vec![FieldSpec::enterprise(0xe0ff, VARIABLE_LENGTH, REVERSE_PEN)]
+            ),
+            Err(TemplateError::BadFieldId(0xe0ff))
+        );
+        assert_eq!(
+            Template::new(256, vec![FieldSpec::iana(0x8001, 4)]),
+            Err(TemplateError::BadFieldId(0x8001))
+        );
+        assert!(Template::new(256, vec![FieldSpec::iana(0x7fff, 4)]).is_ok());
         // truncated: says 2 fields, carries one
         let body = [0x01, 0x00, 0x00, 0x02, 0x00, 0x08, 0x00, 0x04];
         let got: Vec<_> = TemplateRecords::new(&body, false, 64).collect();

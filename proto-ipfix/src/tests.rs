@@ -287,3 +287,66 @@ fn set_padding_is_never_as_long_as_a_record() {
     msg.finish();
     assert_eq!(&buf[16..], &[0x01, 0x01, 0x00, 0x0c, 127, 0, 0, 1, 6, 0, 0, 0]);
 }
+
+#[test]
+fn set_padding_is_never_read_as_records() {
+    // One-octet records and 4-octet alignment: 3 octets of padding would read as 3 more records, so
+    // the set stays unpadded (RFC 7011 section 3.3.1). Found by the round_trip fuzz target.
+    for (fields, value) in [
+        (vec![FieldSpec::iana(4, 1)], &[6u8][..]),
+        (vec![FieldSpec::iana(82, VARIABLE_LENGTH)], &[b'a'][..]),
+    ] {
+        let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(4);
+        enc.add_template(Template::new(256, fields).unwrap());
+        let mut buf = Vec::new();
+        let mut msg = enc.message(1, &mut buf);
+        msg.add_templates().unwrap();
+        let mut r = msg.record(256).unwrap();
+        r.bytes(value);
+        r.commit().unwrap();
+        msg.finish();
+        let mut v = Collect::default();
+        let sum = Decoder::default().decode(exporter(), &buf, 0, &mut v);
+        assert_eq!((sum.records, sum.first_error), (1, None), "{buf:02x?}");
+    }
+    // Records of 4 octets or more still get their sets padded.
+    let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(4);
+    enc.add_template(Template::new(256, vec![FieldSpec::iana(8, 4), FieldSpec::iana(4, 1)]).unwrap());
+    let mut buf = Vec::new();
+    let mut msg = enc.message(1, &mut buf);
+    let mut r = msg.record(256).unwrap();
+    r.bytes(&[10, 0, 0, 1]).uint(6);
+    r.commit().unwrap();
+    msg.finish();
+    assert_eq!(buf.len(), 16 + 4 + 8);
+    let sum = Decoder::default().decode(exporter(), &buf, 0, &mut Collect::default());
+    assert_eq!(sum.missing_template_sets, 1);
+}
+
+#[test]
+fn a_refused_record_leaves_the_message_as_it_was() {
+    // A record of another template closes (and pads) the open set before it is refused; the rollback
+    // must reopen that set unpadded. Found by the round_trip fuzz target.
+    let mut enc = Encoder::new(1, 1400).unwrap().with_set_alignment(4);
+    enc.add_template(Template::new(256, vec![FieldSpec::iana(8, 4), FieldSpec::iana(4, 1)]).unwrap());
+    enc.add_template(Template::new(257, vec![FieldSpec::iana(7, 2)]).unwrap());
+    let mut buf = Vec::new();
+    let mut msg = enc.message(1, &mut buf);
+    msg.add_templates().unwrap();
+    let mut r = msg.record(256).unwrap();
+    r.bytes(&[10, 0, 0, 1]).uint(6);
+    r.commit().unwrap();
+    let before = msg.len();
+    let mut r = msg.record(257).unwrap();
+    r.uint(80).uint(443);
+    assert_eq!(r.commit(), Err(EncodeError::TooManyValues(1)));
+    assert_eq!(msg.len(), before, "the refused record left octets behind");
+    let mut r = msg.record(256).unwrap();
+    r.bytes(&[10, 0, 0, 2]).uint(17);
+    r.commit().unwrap();
+    assert_eq!(msg.len(), before + 5, "the second record continues the open set");
+    msg.finish();
+    let mut v = Collect::default();
+    let sum = Decoder::default().decode(exporter(), &buf, 0, &mut v);
+    assert_eq!((sum.records, sum.first_error), (2, None));
+}
