@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# IPFIX decode benchmark: proto-ipfix against netflow_parser on the same generated messages.
+#
+#   bench/ipfix-decode.sh [OPTIONS]              records/s of each (thread CPU time) and their ratio
+#   bench/ipfix-decode.sh --callgrind [OPTIONS]  instructions per record of each under valgrind, and their
+#                                                ratio: slower, but repeatable on a busy machine
+#
+# OPTIONS go to the benchmark program (--exporters, --messages, --max-message-size, --template-refresh,
+# --seed, --rounds, --min-round-ms); see bench/README.md.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+callgrind=0
+args=()
+for a in "$@"; do
+    case "$a" in
+        --callgrind) callgrind=1 ;;
+        *) args+=("$a") ;;
+    esac
+done
+
+cargo build --quiet --release -p podflow-bench --bin ipfix-decode
+bin="${CARGO_TARGET_DIR:-$root/target}/release/ipfix-decode"
+
+if [[ $callgrind == 0 ]]; then
+    exec "$bin" "${args[@]}"
+fi
+
+if ! command -v valgrind >/dev/null; then
+    echo "ipfix-decode.sh: valgrind is not installed; --callgrind needs it" >&2
+    exit 1
+fi
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+declare -A per_record
+for decoder in proto-ipfix netflow_parser; do
+    # Collect only inside the decoder's pass function, so generating the workload is not counted.
+    pass="${decoder//-/_}_pass"
+    valgrind --tool=callgrind --callgrind-out-file="$out/$decoder.cg" --toggle-collect="*${pass}*" \
+        "$bin" "${args[@]}" --only "$decoder" --passes 2 >"$out/$decoder.log" 2>&1 || {
+        cat "$out/$decoder.log" >&2
+        exit 1
+    }
+    records="$(awk '$1 == "records" { print $2 }' "$out/$decoder.log")"
+    instructions="$(awk '$1 == "summary:" { print $2 }' "$out/$decoder.cg")"
+    per_record[$decoder]="$(awk -v i="$instructions" -v r="$records" 'BEGIN { printf "%.0f", i / r }')"
+    printf '%-15s %6s instructions per record (%s instructions, %s records)\n' \
+        "$decoder" "${per_record[$decoder]}" "$instructions" "$records"
+done
+awk -v a="${per_record[proto-ipfix]}" -v b="${per_record[netflow_parser]}" \
+    'BEGIN { printf "ratio netflow_parser / proto-ipfix instructions per record: %.1fx\n", b / a }'
