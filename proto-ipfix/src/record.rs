@@ -22,13 +22,17 @@ impl<'a> Field<'a> {
     /// Unsigned integer of 1 to 8 octets (reduced-size encoding included).
     #[inline]
     pub fn u64(&self) -> Option<u64> {
-        let v = self.value;
-        if v.is_empty() || v.len() > 8 {
-            return None;
-        }
-        let mut buf = [0u8; 8];
-        buf[8 - v.len()..].copy_from_slice(v);
-        Some(u64::from_be_bytes(buf))
+        // The common widths get a single load and byte swap each; copying a value of variable width into
+        // a buffer would call memmove for every field.
+        Some(match *self.value {
+            [a] => u64::from(a),
+            [a, b] => u64::from(u16::from_be_bytes([a, b])),
+            [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+            [] => return None,
+            ref v if v.len() > 8 => return None,
+            ref v => v.iter().fold(0, |n, &b| n << 8 | u64::from(b)),
+        })
     }
 
     /// Signed integer of 1 to 8 octets, sign-extended from its encoded size.
@@ -267,6 +271,36 @@ mod tests {
         assert_eq!(Field { spec, value: &[0x7f] }.i64(), Some(127));
         assert_eq!(Field { spec, value: &[] }.u64(), None);
         assert_eq!(Field { spec, value: &[0; 9] }.u64(), None);
+        // Every width from 1 to 8 octets, fast paths and the general one alike.
+        let octets = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
+        for n in 1..=8 {
+            let want = 0x0102_0304_0506_0708u64 >> (8 * (8 - n));
+            assert_eq!(
+                Field {
+                    spec,
+                    value: &octets[..n]
+                }
+                .u64(),
+                Some(want),
+                "{n} octets"
+            );
+        }
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0xff; 8]
+            }
+            .u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0xff; 3]
+            }
+            .i64(),
+            Some(-1)
+        );
         assert_eq!(Field { spec, value: &[1] }.bool(), Some(true));
         assert_eq!(
             Field {
