@@ -77,13 +77,13 @@ fn addr(h: u64, a: IpAddr) -> u64 {
     }
 }
 
-/// Reads up to 8 octets of `s` as a little-endian number.
+/// Reads the first 8 octets of `s` as a number, or folds all of a shorter `s`.
 #[inline(always)]
 fn word(s: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    let n = s.len().min(8);
-    w[..n].copy_from_slice(&s[..n]);
-    u64::from_le_bytes(w)
+    match s.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => s.iter().fold(0, |w, &b| w << 8 | u64::from(b)),
+    }
 }
 
 impl Flow<'_> {
