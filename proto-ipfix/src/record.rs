@@ -144,12 +144,14 @@ impl<'a> Iterator for Fields<'a> {
     #[inline]
     fn next(&mut self) -> Option<Field<'a>> {
         let spec = *self.specs.next()?;
-        let (start, len) = field_extent(self.bytes, self.at, spec.length)?;
+        let (start, len) = if spec.length == VARIABLE_LENGTH {
+            variable_extent(self.bytes, self.at)?
+        } else {
+            (self.at, usize::from(spec.length))
+        };
+        let value = self.bytes.get(start..start + len)?;
         self.at = start + len;
-        Some(Field {
-            spec,
-            value: &self.bytes[start..start + len],
-        })
+        Some(Field { spec, value })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -157,25 +159,37 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-/// Where the value of a field starting at `at` lies: `(value start, value length)`, or `None` when the
-/// bytes end first. Variable-length values carry a 1-octet length, or 255 and a 2-octet length (section 7).
+/// Where the value of a variable-length field starting at `at` lies: `(value start, value length)`, or
+/// `None` when the bytes end inside its length prefix. The prefix is one octet, or 255 and two octets
+/// (RFC 7011 section 7).
 #[inline]
-fn field_extent(b: &[u8], at: usize, length: u16) -> Option<(usize, usize)> {
-    let (start, len) = if length == VARIABLE_LENGTH {
-        match *b.get(at)? {
-            255 => {
-                let l = b.get(at + 1..at + 3)?;
-                (at + 3, usize::from(u16::from_be_bytes([l[0], l[1]])))
-            }
-            l => (at + 1, usize::from(l)),
+fn variable_extent(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    match *b.get(at)? {
+        255 => {
+            let l = b.get(at + 1..at + 3)?;
+            Some((at + 3, usize::from(u16::from_be_bytes([l[0], l[1]]))))
         }
-    } else {
-        (at, usize::from(length))
-    };
-    if start + len > b.len() {
-        return None;
+        l => Some((at + 1, usize::from(l))),
     }
-    Some((start, len))
+}
+
+/// Length of the record starting at `at` in `b`, or `None` when it runs past the end of `b`.
+///
+/// Only the length prefixes are read: the template knows how many fixed octets lie between them, so the
+/// cost grows with the variable-length fields, not with all fields.
+#[inline]
+fn record_len(template: &Template, b: &[u8], at: usize) -> Option<usize> {
+    let Some((fixed_runs, tail)) = template.variable_runs() else {
+        let len = template.min_record_len();
+        return (b.len().checked_sub(at)? >= len).then_some(len);
+    };
+    let mut end = at;
+    for &run in fixed_runs {
+        let (start, len) = variable_extent(b, end + usize::from(run))?;
+        end = start + len;
+    }
+    end += tail;
+    (end <= b.len()).then_some(end - at)
 }
 
 /// A data record that overran its set: the offset of the record within the set body.
@@ -205,15 +219,6 @@ impl<'a> DataRecords<'a> {
             at: 0,
         }
     }
-
-    fn variable_len(&self) -> Option<usize> {
-        let mut at = self.at;
-        for spec in self.template.fields() {
-            let (start, len) = field_extent(self.body, at, spec.length)?;
-            at = start + len;
-        }
-        Some(at - self.at)
-    }
 }
 
 impl<'a> Iterator for DataRecords<'a> {
@@ -225,16 +230,10 @@ impl<'a> Iterator for DataRecords<'a> {
         if rest < self.template.min_record_len() {
             return None;
         }
-        let len = match self.template.fixed_len() {
-            Some(len) => len,
-            None => match self.variable_len() {
-                Some(len) => len,
-                None => {
-                    let offset = self.at;
-                    self.at = self.body.len();
-                    return Some(Err(RecordOverrun { offset }));
-                }
-            },
+        let Some(len) = record_len(self.template, self.body, self.at) else {
+            let offset = self.at;
+            self.at = self.body.len();
+            return Some(Err(RecordOverrun { offset }));
         };
         let bytes = &self.body[self.at..self.at + len];
         self.at += len;
@@ -345,6 +344,74 @@ mod tests {
         assert_eq!(recs[1].field(0).unwrap().u64(), Some(17));
         assert_eq!(recs[2].get(82, 0).unwrap().value, b"");
         assert_eq!(recs[2].fields().count(), 2);
+    }
+
+    /// The record length from the length prefixes alone, against walking every field, on many bodies.
+    #[test]
+    fn record_length_matches_a_walk_of_every_field() {
+        let t = Template::new(
+            256,
+            vec![
+                FieldSpec::iana(4, 1),
+                FieldSpec::iana(82, VARIABLE_LENGTH),
+                FieldSpec::iana(7, 2),
+                FieldSpec::iana(11, 2),
+                FieldSpec::iana(83, VARIABLE_LENGTH),
+                FieldSpec::iana(84, VARIABLE_LENGTH),
+                FieldSpec::iana(1, 4),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.variable_runs(), Some((&[1u16, 4, 0][..], 4)));
+        let walk = |b: &[u8], at: usize| -> Option<usize> {
+            let mut end = at;
+            for spec in t.fields() {
+                let (start, len) = match spec.length {
+                    VARIABLE_LENGTH => variable_extent(b, end)?,
+                    n => (end, usize::from(n)),
+                };
+                end = start + len;
+            }
+            (end <= b.len()).then_some(end - at)
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut outcomes = [0usize; 2];
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            // Small octets make short length prefixes likely, and 255 the long form now and then.
+            let body: Vec<u8> = (0..len)
+                .map(|i| match (seed >> (i % 56)) & 15 {
+                    15 => 255,
+                    0 => 0,
+                    n => n as u8 % 6,
+                })
+                .collect();
+            for at in 0..=len {
+                let want = walk(&body, at);
+                assert_eq!(record_len(&t, &body, at), want, "{body:?} at {at}");
+                outcomes[usize::from(want.is_some())] += 1;
+            }
+        }
+        assert!(
+            outcomes.iter().all(|&n| n > 10_000),
+            "both outcomes tried: {outcomes:?}"
+        );
+        // Long-form prefix in the middle field, then a record whose first prefix runs past the set.
+        let mut body = vec![6, 1, b'a', 0, 80, 1, 187, 255, 0, 2, b'x', b'y', 0, 0, 0, 0, 9];
+        body.extend_from_slice(&[17, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let got: Vec<_> = DataRecords::new(&t, &body).collect();
+        assert_eq!(got.len(), 2);
+        let rec = got[0].unwrap();
+        assert_eq!(rec.as_bytes().len(), 17);
+        let values: Vec<&[u8]> = rec.fields().map(|f| f.value).collect();
+        assert_eq!(
+            values,
+            [&[6][..], b"a", &[0, 80], &[1, 187], b"xy", b"", &[0, 0, 0, 9]]
+        );
+        assert_eq!(got[1].unwrap_err(), RecordOverrun { offset: 17 });
     }
 
     #[test]

@@ -51,8 +51,14 @@ pub enum TemplateError {
 enum Layout {
     /// Every field has a fixed length: records are `len` octets and field `i` starts at `offsets[i]`.
     Fixed { len: usize, offsets: Box<[u16]> },
-    /// At least one variable-length field: records are at least `min_len` octets and must be walked.
-    Variable { min_len: usize },
+    /// At least one variable-length field: records are at least `min_len` octets. A record's length is
+    /// found from its length prefixes alone: `fixed_runs[i]` octets of fixed-length fields come before
+    /// the i-th variable-length field and `tail` octets after the last one.
+    Variable {
+        min_len: usize,
+        fixed_runs: Box<[u16]>,
+        tail: usize,
+    },
 }
 
 /// An IPFIX template or options template.
@@ -119,7 +125,22 @@ impl Template {
                 offsets: offsets.into_boxed_slice(),
             }
         } else {
-            Layout::Variable { min_len }
+            let mut fixed_runs = Vec::with_capacity(varlen);
+            let mut run = 0u16;
+            for f in &fields {
+                if f.length == VARIABLE_LENGTH {
+                    fixed_runs.push(run);
+                    run = 0;
+                } else {
+                    // Cannot overflow: the fixed lengths add up to at most MAX_RECORD_LEN.
+                    run = run.saturating_add(f.length);
+                }
+            }
+            Layout::Variable {
+                min_len,
+                fixed_runs: fixed_runs.into_boxed_slice(),
+                tail: usize::from(run),
+            }
         };
         Ok(Template {
             id,
@@ -161,7 +182,17 @@ impl Template {
     pub fn min_record_len(&self) -> usize {
         match self.layout {
             Layout::Fixed { len, .. } => len,
-            Layout::Variable { min_len } => min_len,
+            Layout::Variable { min_len, .. } => min_len,
+        }
+    }
+
+    /// For a template with variable-length fields: the octets of fixed-length fields before each of them,
+    /// and after the last.
+    #[inline]
+    pub(crate) fn variable_runs(&self) -> Option<(&[u16], usize)> {
+        match &self.layout {
+            Layout::Fixed { .. } => None,
+            Layout::Variable { fixed_runs, tail, .. } => Some((fixed_runs, *tail)),
         }
     }
 
@@ -349,6 +380,7 @@ mod tests {
         assert_eq!(parsed, vec![(0, Ok(TemplateRecord::Define(t.clone())))]);
         assert_eq!(t.min_record_len(), 4 + 8 + 8 + 1);
         assert_eq!(t.fixed_len(), None);
+        assert_eq!(t.variable_runs(), Some((&[20u16][..], 0)));
         assert_eq!(t.position(1, REVERSE_PEN), Some(2));
     }
 
