@@ -28,7 +28,7 @@ struct Options {
 
 const USAGE: &str =
     "usage: ipfix-decode [--exporters N] [--messages N (per exporter)] [--max-message-size OCTETS]
-                    [--template-refresh MESSAGES] [--seed N] [--rounds N] [--min-round-ms MS]
+                    [--template-refresh MESSAGES] [--mixed-sets] [--seed N] [--rounds N] [--min-round-ms MS]
                     [--only proto-ipfix|netflow_parser [--passes N]]";
 
 fn parse_args() -> Result<Options, String> {
@@ -39,6 +39,7 @@ fn parse_args() -> Result<Options, String> {
             max_message_size: 1400,
             template_refresh: 20,
             seed: 7011,
+            mixed_sets: false,
         },
         rounds: 7,
         min_round: Duration::from_millis(300),
@@ -62,6 +63,7 @@ fn parse_args() -> Result<Options, String> {
             "--min-round-ms" => o.min_round = Duration::from_millis(number()?),
             "--passes" => o.passes = number()?.max(1) as usize,
             "--only" => o.only = Some(value()?),
+            "--mixed-sets" => o.shape.mixed_sets = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
@@ -120,21 +122,27 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn describe(w: &Workload, shape: &Shape) {
-    let n = w.datagrams.len();
+    let n = w.datagrams.len().max(1) as f64;
     println!(
-        "workload: {} exporters x {} messages (max {} octets, templates every {} messages), seed {}",
+        "workload: {} exporters x {} messages of at most {} octets, templates every {} messages, {}, seed {}",
         shape.exporters,
         shape.messages_per_exporter,
         shape.max_message_size,
         shape.template_refresh,
+        if shape.mixed_sets {
+            "mixed data sets"
+        } else {
+            "one data set per template"
+        },
         shape.seed
     );
     println!(
-        "          {} records in {} messages: {:.1} records and {:.0} octets per message",
+        "          {} records in {} messages: {:.1} records, {:.1} data sets and {:.0} octets per message",
         w.records,
-        n,
-        w.records as f64 / n.max(1) as f64,
-        w.octets as f64 / n.max(1) as f64
+        w.datagrams.len(),
+        w.records as f64 / n,
+        w.data_sets as f64 / n,
+        w.octets as f64 / n
     );
 }
 

@@ -3,12 +3,14 @@
 //!
 //! Each exporter is a node of a Kubernetes cluster exporting biflows of its pods (IPv4 and IPv6) to one
 //! collector over UDP: templates in its first message and again every `template_refresh` messages (as
-//! exporters with a packet-count refresh do), data records in flow-expiry order, so IPv4 and IPv6 records
-//! interleave and a message holds several data sets. The collector receives the streams interleaved.
+//! exporters with a packet-count refresh do), data records buffered per template (see [`stream`]). The
+//! collector receives the streams interleaved.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proto_ipfix::ie::{DEFAULT_PODFLOW_PEN, podflow};
+use proto_ipfix::wire::Message;
 use proto_ipfix::{EncodeError, Encoder, FieldSpec, MessageWriter, Template, VARIABLE_LENGTH};
 
 use crate::flow::Flow;
@@ -31,6 +33,9 @@ pub struct Shape {
     pub template_refresh: usize,
     /// Seed of the value generator.
     pub seed: u64,
+    /// Records in flow-expiry order, a new data set at each change of template, instead of one data set
+    /// per message.
+    pub mixed_sets: bool,
 }
 
 /// One datagram as the collector receives it.
@@ -51,6 +56,8 @@ pub struct Workload {
     pub datagrams: Vec<Datagram>,
     /// Data records in all datagrams.
     pub records: u64,
+    /// Data sets in all datagrams.
+    pub data_sets: u64,
     /// Octets in all datagrams.
     pub octets: u64,
     /// Sum over records of [`Flow::fold`]: what a decoder that read every value correctly computes.
@@ -270,57 +277,93 @@ fn to_v6(a: IpAddr) -> Ipv6Addr {
     }
 }
 
+/// 0 for an IPv4 flow, 1 for IPv6: the index of its template's buffer.
+fn family(s: &Spec) -> usize {
+    usize::from(s.flow.src.is_ipv6())
+}
+
+/// What the encoded records add up to.
+#[derive(Default)]
+struct Written {
+    records: u64,
+    checksum: u64,
+}
+
+/// The messages of exporter `node`.
+///
+/// By default the exporter buffers records per template, as most exporters do, and sends a template's
+/// buffer when it holds a message's worth: each message carries one data set. With `shape.mixed_sets`,
+/// records go out in flow-expiry order and each change of address family starts a new data set.
+fn stream(shape: &Shape, node: u8, rng: &mut Rng, written: &mut Written) -> Result<Vec<Datagram>, String> {
+    let mut enc = Encoder::new(1 + u32::from(node), shape.max_message_size).map_err(|e| e.to_string())?;
+    for t in templates().map_err(|e| e.to_string())? {
+        enc.add_template(t);
+    }
+    // More records than a message can hold, for each template: the smallest record is 95 octets (IPv4).
+    let capacity = shape.max_message_size / 95 + 1;
+    let mut buffers: [VecDeque<Spec>; 2] = Default::default();
+    let mut stream = Vec::with_capacity(shape.messages_per_exporter);
+    let base_secs: u32 = 1_750_000_000;
+    while stream.len() < shape.messages_per_exporter {
+        let i = stream.len();
+        // Exporters send a few messages a second; "now" advances with the export time.
+        let export_secs = base_secs + (i / 4) as u32;
+        let now_ms = u64::from(export_secs) * 1000;
+        let buffer = if shape.mixed_sets {
+            0
+        } else {
+            loop {
+                let s = flow(rng, node, now_ms);
+                let f = family(&s);
+                buffers[f].push_back(s);
+                if buffers[f].len() >= capacity {
+                    break f;
+                }
+            }
+        };
+        let mut bytes = Vec::with_capacity(shape.max_message_size);
+        let mut m = enc.message(export_secs, &mut bytes);
+        if i % shape.template_refresh.max(1) == 0 {
+            m.add_templates().map_err(|e| e.to_string())?;
+        }
+        loop {
+            let s = match buffers[buffer].pop_front() {
+                Some(s) => s,
+                None if shape.mixed_sets => flow(rng, node, now_ms),
+                None => break,
+            };
+            match write(&mut m, &s) {
+                Ok(()) => {
+                    written.records += 1;
+                    written.checksum = written.checksum.wrapping_add(s.flow().fold(FOLD_SEED));
+                }
+                Err(EncodeError::MessageFull) if m.records() > 0 => {
+                    buffers[buffer].push_front(s);
+                    break;
+                }
+                Err(e) => return Err(format!("cannot encode a flow: {e}")),
+            }
+        }
+        m.finish();
+        stream.push(Datagram {
+            exporter: usize::from(node),
+            now_ms,
+            bytes,
+        });
+    }
+    Ok(stream)
+}
+
 /// Generates the workload.
 pub fn generate(shape: Shape) -> Result<Workload, String> {
     let mut rng = Rng(shape.seed);
-    let templates = templates().map_err(|e| e.to_string())?;
+    let mut written = Written::default();
     let mut streams = Vec::with_capacity(shape.exporters);
     let mut exporters = Vec::with_capacity(shape.exporters);
-    let (mut records, mut checksum) = (0u64, 0u64);
-    let base_secs: u32 = 1_750_000_000;
     for e in 0..shape.exporters {
         let node = u8::try_from(e).map_err(|_| "at most 256 exporters")?;
         exporters.push(SocketAddr::from(([192, 168, 0, node], 40_000 + u16::from(node))));
-        let mut enc = Encoder::new(1 + u32::from(node), shape.max_message_size).map_err(|e| e.to_string())?;
-        for t in &templates {
-            enc.add_template(t.clone());
-        }
-        let mut pending: Option<Spec> = None;
-        let mut stream = Vec::with_capacity(shape.messages_per_exporter);
-        for i in 0..shape.messages_per_exporter {
-            // Exporters send a few messages a second; "now" advances with the export time.
-            let export_secs = base_secs + (i / 4) as u32;
-            let now_ms = u64::from(export_secs) * 1000;
-            let mut bytes = Vec::with_capacity(shape.max_message_size);
-            let mut m = enc.message(export_secs, &mut bytes);
-            if i % shape.template_refresh.max(1) == 0 {
-                m.add_templates().map_err(|e| e.to_string())?;
-            }
-            loop {
-                let s = match pending.take() {
-                    Some(s) => s,
-                    None => flow(&mut rng, node, now_ms),
-                };
-                match write(&mut m, &s) {
-                    Ok(()) => {
-                        records += 1;
-                        checksum = checksum.wrapping_add(s.flow().fold(FOLD_SEED));
-                    }
-                    Err(EncodeError::MessageFull) if m.records() > 0 => {
-                        pending = Some(s);
-                        break;
-                    }
-                    Err(e) => return Err(format!("cannot encode a flow: {e}")),
-                }
-            }
-            m.finish();
-            stream.push(Datagram {
-                exporter: e,
-                now_ms,
-                bytes,
-            });
-        }
-        streams.push(stream.into_iter());
+        streams.push(stream(&shape, node, &mut rng, &mut written)?.into_iter());
     }
     // Arrival order: the exporters' streams interleaved round-robin.
     let mut datagrams = Vec::with_capacity(shape.exporters * shape.messages_per_exporter);
@@ -328,11 +371,17 @@ pub fn generate(shape: Shape) -> Result<Workload, String> {
         datagrams.extend(streams.iter_mut().filter_map(Iterator::next));
     }
     let octets = datagrams.iter().map(|d| d.bytes.len() as u64).sum();
+    let data_sets = datagrams
+        .iter()
+        .filter_map(|d| Message::new_checked(&d.bytes).ok())
+        .flat_map(|m| m.sets().flatten().filter(|s| s.is_data_set()))
+        .count() as u64;
     Ok(Workload {
         exporters,
         datagrams,
-        records,
+        records: written.records,
+        data_sets,
         octets,
-        checksum,
+        checksum: written.checksum,
     })
 }
