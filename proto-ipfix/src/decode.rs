@@ -20,6 +20,12 @@ pub trait Visitor {
     /// A message from `key` begins; its records follow.
     fn begin(&mut self, _key: &SessionKey, _header: &HeaderRepr) {}
 
+    /// A data set of `template` begins; its records follow.
+    ///
+    /// A visitor that reads the same fields of every record can prepare here, once per set, what it needs
+    /// per template (for instance the [`Template::locate`] of each field it reads).
+    fn data_set(&mut self, _key: &SessionKey, _template: &Template) {}
+
     /// A data record (of a template or of an options template: see `record.template().is_options()`).
     fn record(&mut self, record: &DataRecord<'_>);
 
@@ -173,7 +179,8 @@ impl Decoder {
                 template_set(&mut scope, &key, at, set.body(), now, max_fields, v, &mut sum);
             } else if let Some(template) = scope.as_ref().ok().and_then(|s| s.get(set.id(), now)) {
                 let before = sum.errors;
-                sum.records += data_set(template, set.id(), set.body(), set.offset(), v, &mut sum);
+                let at = (set.id(), set.offset());
+                sum.records += data_set(&key, template, at, set.body(), v, &mut sum);
                 countable &= sum.errors == before;
             } else {
                 countable = false;
@@ -203,20 +210,21 @@ impl Decoder {
     ) -> Option<(u32, Option<DecodeError>)> {
         let template = self.cache.get(key, set_id, now)?;
         let mut sum = Summary::default();
-        let n = data_set(template, set_id, body, 0, v, &mut sum);
+        let n = data_set(key, template, (set_id, 0), body, v, &mut sum);
         Some((n, sum.first_error))
     }
 }
 
-/// Hands the records of one data set to the visitor; returns how many.
+/// Hands the records of one data set, whose ID and offset are `at`, to the visitor; returns how many.
 fn data_set<V: Visitor>(
+    key: &SessionKey,
     template: &Template,
-    set_id: u16,
+    (set_id, offset): (u16, usize),
     body: &[u8],
-    offset: usize,
     v: &mut V,
     sum: &mut Summary,
 ) -> u32 {
+    v.data_set(key, template);
     let mut n = 0;
     for r in DataRecords::new(template, body) {
         match r {

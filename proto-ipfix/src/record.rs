@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ie::{FieldSpec, VARIABLE_LENGTH};
-use crate::template::Template;
+use crate::template::{Location, Place, Template};
 
 /// One field of a data record: its specifier and its value octets (without any variable-length prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,12 +116,49 @@ impl<'a> DataRecord<'a> {
 
     /// Field number `index` of the template.
     pub fn field(&self, index: usize) -> Option<Field<'a>> {
-        if let Some(at) = self.template.fixed_offset(index) {
-            let spec = *self.template.fields().get(index)?;
-            let value = self.bytes.get(at..at + usize::from(spec.length))?;
-            return Some(Field { spec, value });
+        match self.template.static_offset(index) {
+            Some(at) => self.read(*self.template.fields().get(index)?, at),
+            None => self.fields().nth(index),
         }
-        self.fields().nth(index)
+    }
+
+    /// The field at `location`, found with [`Template::locate`] in this record's template.
+    #[inline]
+    pub fn at(&self, location: &Location) -> Option<Field<'a>> {
+        // A fixed-length field at a fixed offset, the common case, takes one bounds check; the others
+        // stay out of line so that this inlines into the caller's code.
+        match location.place() {
+            Place::Fixed { start, len } => {
+                // Computed in usize, the end cannot precede the start: one bounds check.
+                let start = usize::from(start);
+                Some(Field {
+                    spec: location.spec(),
+                    value: self.bytes.get(start..start + usize::from(len))?,
+                })
+            }
+            _ => self.at_slow(location),
+        }
+    }
+
+    /// [`DataRecord::at`] for a variable-length field, or one after a variable-length field.
+    #[inline(never)]
+    fn at_slow(&self, location: &Location) -> Option<Field<'a>> {
+        match location.place() {
+            Place::Walk => self.fields().nth(location.index()),
+            _ => self.read(location.spec(), location.offset()?),
+        }
+    }
+
+    /// The field of specifier `spec` whose value (or length prefix) starts at `at`.
+    #[inline]
+    fn read(&self, spec: FieldSpec, at: usize) -> Option<Field<'a>> {
+        let (start, len) = if spec.length == VARIABLE_LENGTH {
+            variable_extent(self.bytes, at)?
+        } else {
+            (at, usize::from(spec.length))
+        };
+        let value = self.bytes.get(start..start + len)?;
+        Some(Field { spec, value })
     }
 
     /// The first field with this element ID and enterprise number (0 for IANA).

@@ -49,8 +49,8 @@ pub enum TemplateError {
 /// How records of a template are laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Layout {
-    /// Every field has a fixed length: records are `len` octets and field `i` starts at `offsets[i]`.
-    Fixed { len: usize, offsets: Box<[u16]> },
+    /// Every field has a fixed length: records are `len` octets.
+    Fixed { len: usize },
     /// At least one variable-length field: records are at least `min_len` octets. A record's length is
     /// found from its length prefixes alone: `fixed_runs[i]` octets of fixed-length fields come before
     /// the i-th variable-length field and `tail` octets after the last one.
@@ -67,7 +67,61 @@ pub struct Template {
     id: u16,
     scope_count: u16,
     fields: Box<[FieldSpec]>,
+    /// Offsets of the fields whose position no variable-length value can move: every field of a
+    /// fixed layout, or the fields up to and including the first variable-length one.
+    offsets: Box<[u16]>,
     layout: Layout,
+}
+
+/// Where a field lies in the records of one template; see [`Template::locate`].
+///
+/// Meaningful only for records of the template it was found in: applied to another template's records
+/// it reads the wrong octets (never out of bounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    spec: FieldSpec,
+    // Fits: a template has at most 65535 fields.
+    index: u16,
+    place: Place,
+}
+
+/// Where a field's value starts, worked out once so that reading it takes a single bounds check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A fixed-length value at a fixed offset: `len` octets from `start` in every record.
+    Fixed { start: u16, len: u16 },
+    /// A variable-length value whose length prefix is at a fixed offset.
+    Prefixed { at: u16 },
+    /// After a variable-length value: found by walking the record.
+    Walk,
+}
+
+impl Location {
+    /// The field's index in the template.
+    #[inline]
+    pub fn index(&self) -> usize {
+        usize::from(self.index)
+    }
+
+    /// The field's specifier.
+    #[inline]
+    pub fn spec(&self) -> FieldSpec {
+        self.spec
+    }
+
+    /// The offset of the field (of its length prefix, when variable-length) in every record, when no
+    /// variable-length value comes before it.
+    pub fn offset(&self) -> Option<usize> {
+        match self.place {
+            Place::Fixed { start, .. } | Place::Prefixed { at: start } => Some(usize::from(start)),
+            Place::Walk => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn place(&self) -> Place {
+        self.place
+    }
 }
 
 impl Template {
@@ -112,18 +166,18 @@ impl Template {
         if min_len > MAX_RECORD_LEN {
             return Err(TemplateError::RecordTooLong(min_len));
         }
+        let mut offsets = Vec::with_capacity(fields.len());
+        let mut at = 0u16;
+        for f in &fields {
+            offsets.push(at);
+            if f.length == VARIABLE_LENGTH {
+                break;
+            }
+            // Cannot overflow: the fixed lengths add up to at most MAX_RECORD_LEN.
+            at = at.saturating_add(f.length);
+        }
         let layout = if varlen == 0 {
-            let mut offsets = Vec::with_capacity(fields.len());
-            let mut at = 0u16;
-            for f in &fields {
-                offsets.push(at);
-                // Cannot overflow: the sum was checked against MAX_RECORD_LEN above.
-                at = at.saturating_add(f.length);
-            }
-            Layout::Fixed {
-                len: fixed,
-                offsets: offsets.into_boxed_slice(),
-            }
+            Layout::Fixed { len: fixed }
         } else {
             let mut fixed_runs = Vec::with_capacity(varlen);
             let mut run = 0u16;
@@ -146,6 +200,7 @@ impl Template {
             id,
             scope_count,
             fields: fields.into_boxed_slice(),
+            offsets: offsets.into_boxed_slice(),
             layout,
         })
     }
@@ -196,17 +251,41 @@ impl Template {
         }
     }
 
-    /// Offset of field `index` in a fixed-layout record.
-    pub(crate) fn fixed_offset(&self, index: usize) -> Option<usize> {
-        match &self.layout {
-            Layout::Fixed { offsets, .. } => offsets.get(index).map(|&o| usize::from(o)),
-            Layout::Variable { .. } => None,
-        }
+    /// Offset of field `index` in every record, when no variable-length value comes before it.
+    #[inline]
+    pub(crate) fn static_offset(&self, index: usize) -> Option<usize> {
+        self.offsets.get(index).map(|&o| usize::from(o))
     }
 
     /// Index of the first field with this element ID and enterprise number.
     pub fn position(&self, id: u16, pen: u32) -> Option<usize> {
         self.fields.iter().position(|f| f.id == id && f.pen == pen)
+    }
+
+    /// Where the first field with this element ID and enterprise number lies in this template's records.
+    ///
+    /// Finding a field once per template and reading it from each record with [`DataRecord::at`] spares
+    /// the per-record search of [`DataRecord::get`] or a walk of all fields: a field that no
+    /// variable-length value precedes is read at its fixed offset.
+    ///
+    /// [`DataRecord::at`]: crate::DataRecord::at
+    /// [`DataRecord::get`]: crate::DataRecord::get
+    pub fn locate(&self, id: u16, pen: u32) -> Option<Location> {
+        let index = self.position(id, pen)?;
+        let spec = self.fields[index];
+        let place = match self.offsets.get(index) {
+            None => Place::Walk,
+            Some(&at) if spec.length == VARIABLE_LENGTH => Place::Prefixed { at },
+            Some(&start) => Place::Fixed {
+                start,
+                len: spec.length,
+            },
+        };
+        Some(Location {
+            spec,
+            index: u16::try_from(index).ok()?,
+            place,
+        })
     }
 
     /// Set ID of the template set this template travels in.
@@ -399,7 +478,7 @@ mod tests {
             vec![TemplateRecord::Define(t.clone()), TemplateRecord::Withdraw(257)]
         );
         assert_eq!(t.fixed_len(), Some(12));
-        assert_eq!(t.fixed_offset(1), Some(4));
+        assert_eq!(t.static_offset(1), Some(4));
         assert_eq!(t.set_id(), 3);
     }
 
