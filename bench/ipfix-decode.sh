@@ -34,11 +34,14 @@ if ! command -v valgrind >/dev/null; then
 fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
+# The benchmark's name for each decoder, and the function holding its decode pass.
+decoders=(proto-ipfix proto-ipfix-fields netflow_parser)
+declare -A pass=([proto-ipfix]=located_pass [proto-ipfix-fields]=field_by_field_pass
+    [netflow_parser]=netflow_parser_pass)
 declare -A per_record
-for decoder in proto-ipfix netflow_parser; do
+for decoder in "${decoders[@]}"; do
     # Collect only inside the decoder's pass function, so generating the workload is not counted.
-    pass="${decoder//-/_}_pass"
-    valgrind --tool=callgrind --callgrind-out-file="$out/$decoder.cg" --toggle-collect="*${pass}*" \
+    valgrind --tool=callgrind --callgrind-out-file="$out/$decoder.cg" --toggle-collect="*${pass[$decoder]}*" \
         "$bin" "${args[@]}" --only "$decoder" --passes 2 >"$out/$decoder.log" 2>&1 || {
         cat "$out/$decoder.log" >&2
         exit 1
@@ -46,8 +49,10 @@ for decoder in proto-ipfix netflow_parser; do
     records="$(awk '$1 == "records" { print $2 }' "$out/$decoder.log")"
     instructions="$(awk '$1 == "summary:" { print $2 }' "$out/$decoder.cg")"
     per_record[$decoder]="$(awk -v i="$instructions" -v r="$records" 'BEGIN { printf "%.0f", i / r }')"
-    printf '%-15s %6s instructions per record (%s instructions, %s records)\n' \
+    printf '%-20s %6s instructions per record (%s instructions, %s records)\n' \
         "$decoder" "${per_record[$decoder]}" "$instructions" "$records"
 done
-awk -v a="${per_record[proto-ipfix]}" -v b="${per_record[netflow_parser]}" \
-    'BEGIN { printf "ratio netflow_parser / proto-ipfix instructions per record: %.1fx\n", b / a }'
+for decoder in proto-ipfix proto-ipfix-fields; do
+    awk -v name="$decoder" -v a="${per_record[$decoder]}" -v b="${per_record[netflow_parser]}" \
+        'BEGIN { printf "netflow_parser / %s instructions per record: %.1fx\n", name, b / a }'
+done

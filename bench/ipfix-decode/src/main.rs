@@ -1,18 +1,22 @@
 //! IPFIX decode throughput: proto-ipfix against netflow_parser on the same realistic messages.
 //!
-//! Generates the workload (see [`workload`]), checks that both decoders yield the same records with the
-//! same values, then times alternating rounds of each on one thread and prints records per second of
-//! thread CPU time for each, and their ratio. With `--only`, runs just one decoder for a fixed number of
-//! passes and no timing, for instruction counting under callgrind (see `bench/ipfix-decode.sh`).
+//! Generates the workload (see [`workload`]), checks that every decoder yields the records the encoder
+//! wrote with the same values, then times rounds of each on one thread, in rotating order, and prints
+//! records per second of thread CPU time for each and the ratios to netflow_parser. proto-ipfix is read in
+//! two ways (see [`proto`]). With `--only`, runs one decoder for a fixed number of passes and no timing,
+//! for instruction counting under callgrind (see `bench/ipfix-decode.sh`).
 
-mod decoders;
 mod flow;
+mod peer;
+mod proto;
 mod workload;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use decoders::{Peer, Proto, Tally};
+use flow::Tally;
+use peer::Peer;
+use proto::Proto;
 use workload::{Shape, Workload};
 
 /// The ratio the benchmark must show (podflow's performance target).
@@ -29,7 +33,7 @@ struct Options {
 const USAGE: &str =
     "usage: ipfix-decode [--exporters N] [--messages N (per exporter)] [--max-message-size OCTETS]
                     [--template-refresh MESSAGES] [--mixed-sets] [--seed N] [--rounds N] [--min-round-ms MS]
-                    [--only proto-ipfix|netflow_parser [--passes N]]";
+                    [--only proto-ipfix|proto-ipfix-fields|netflow_parser [--passes N]]";
 
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
@@ -166,65 +170,105 @@ fn check(name: &str, w: &Workload, t: Tally) -> Result<(), String> {
     Ok(())
 }
 
+/// The decoders compared, by the names `--only` takes and the output shows.
+const DECODERS: [&str; 3] = ["proto-ipfix", "proto-ipfix-fields", "netflow_parser"];
+/// Index of netflow_parser in [`DECODERS`]: the peer every ratio is to.
+const PEER: usize = 2;
+
+struct Decoders {
+    located: Proto,
+    field_by_field: Proto,
+    peer: Peer,
+}
+
+impl Decoders {
+    fn pass(&mut self, which: usize, w: &Workload) -> Tally {
+        match which {
+            0 => self.located.located_pass(w),
+            1 => self.field_by_field.field_by_field_pass(w),
+            _ => self.peer.netflow_parser_pass(w),
+        }
+    }
+}
+
 fn run(o: Options) -> Result<(), String> {
     let w = workload::generate(o.shape)?;
-    let mut proto = Proto::new();
-    let mut peer = Peer::new(&w.exporters);
+    let mut d = Decoders {
+        located: Proto::new(),
+        field_by_field: Proto::new(),
+        peer: Peer::new(&w.exporters),
+    };
     if let Some(only) = &o.only {
         // Instruction counting: the pass functions are the only code callgrind collects.
-        let mut t = Tally::default();
+        let which = DECODERS
+            .iter()
+            .position(|n| n == only)
+            .ok_or(format!("--only {only}: expected one of {}", DECODERS.join(", ")))?;
         for _ in 0..o.passes {
-            t = match only.as_str() {
-                "proto-ipfix" => proto.proto_ipfix_pass(&w),
-                "netflow_parser" => peer.netflow_parser_pass(&w),
-                _ => return Err(format!("--only {only}: expected proto-ipfix or netflow_parser")),
-            };
-            check(only, &w, t)?;
+            check(only, &w, d.pass(which, &w))?;
         }
-        println!("records {}", t.records * o.passes as u64);
+        println!("records {}", w.records * o.passes as u64);
         return Ok(());
     }
     describe(&w, &o.shape);
-    check("proto-ipfix", &w, proto.proto_ipfix_pass(&w))?;
-    check("netflow_parser", &w, peer.netflow_parser_pass(&w))?;
+    for (which, name) in DECODERS.iter().enumerate() {
+        check(name, &w, d.pass(which, &w))?;
+    }
     println!(
-        "check:    both decoders read all {} records, value checksum {:#018x} equal to the encoder's",
+        "check:    every decoder read all {} records, value checksum {:#018x} equal to the encoder's",
         w.records, w.checksum
     );
     let clock = Clock {
         cpu: thread_cpu_time().is_some(),
     };
     let basis = if clock.cpu { "thread CPU time" } else { "wall time" };
-    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rates: [Vec<f64>; 3] = Default::default();
     for round in 0..o.rounds {
-        // Alternate which goes first, so neither always runs on a warmer or cooler machine.
-        let (ra, rb) = if round % 2 == 0 {
-            let ra = measure(&clock, o.min_round, || proto.proto_ipfix_pass(&w));
-            (ra, measure(&clock, o.min_round, || peer.netflow_parser_pass(&w)))
-        } else {
-            let rb = measure(&clock, o.min_round, || peer.netflow_parser_pass(&w));
-            (measure(&clock, o.min_round, || proto.proto_ipfix_pass(&w)), rb)
-        };
+        // Rotate the order, so no decoder always runs on a warmer or cooler machine.
+        let mut rate = [0.0; 3];
+        for k in 0..3 {
+            let which = (round + k) % 3;
+            rate[which] = measure(&clock, o.min_round, || d.pass(which, &w));
+        }
         println!(
-            "round {}: proto-ipfix {:>6.2} M records/s, netflow_parser {:>6.3} M records/s, ratio {:.1}x",
+            "round {}: {} {:.2}, {} {:.2}, {} {:.3} M records/s; ratios {:.1}x, {:.1}x",
             round + 1,
-            ra / 1e6,
-            rb / 1e6,
-            ra / rb
+            DECODERS[0],
+            rate[0] / 1e6,
+            DECODERS[1],
+            rate[1] / 1e6,
+            DECODERS[2],
+            rate[2] / 1e6,
+            rate[0] / rate[PEER],
+            rate[1] / rate[PEER]
         );
-        a.push(ra);
-        b.push(rb);
-        ratios.push(ra / rb);
+        for (all, r) in rates.iter_mut().zip(rate) {
+            all.push(r);
+        }
     }
-    let (ma, mb) = (median(&mut a), median(&mut b));
-    let ratio = ma / mb;
     println!("median of {} rounds ({basis}):", o.rounds);
-    println!("  proto-ipfix     {:>12.0} records/s", ma);
-    println!("  netflow_parser  {:>12.0} records/s", mb);
+    let peer = median(&mut rates[PEER].clone());
+    for (which, name) in DECODERS.iter().enumerate() {
+        let m = median(&mut rates[which].clone());
+        if which == PEER {
+            println!("  {name:<20} {m:>12.0} records/s");
+        } else {
+            let ratios: Vec<f64> = rates[which]
+                .iter()
+                .zip(&rates[PEER])
+                .map(|(a, b)| a / b)
+                .collect();
+            println!(
+                "  {name:<20} {m:>12.0} records/s  {:>5.1}x netflow_parser (rounds {:.1}x..{:.1}x)",
+                m / peer,
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max)
+            );
+        }
+    }
+    let ratio = median(&mut rates[0].clone()) / peer;
     println!(
-        "ratio proto-ipfix / netflow_parser: {ratio:.1}x (rounds {:.1}x..{:.1}x; target {TARGET_RATIO}x: {})",
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(0.0, f64::max),
+        "ratio proto-ipfix / netflow_parser: {ratio:.1}x (target {TARGET_RATIO}x: {})",
         if ratio >= TARGET_RATIO { "met" } else { "NOT met" }
     );
     Ok(())

@@ -1,9 +1,10 @@
-//! The two decoders under test, each turning every record into a [`Flow`] and folding it.
+//! netflow_parser 1.0.6, read the fastest way its README documents.
 //!
-//! Both read every field value into the typed flow the way a collector does: walk the record's fields and
-//! dispatch on the Information Element. proto-ipfix hands out field views through a [`Visitor`];
-//! netflow_parser returns owned packets whose records are vectors of `(IPFixField, FieldValue)` pairs,
-//! read here through its lazy `iter_packets` API, the fastest it documents.
+//! One `NetflowParser` with the default configuration per exporter, as its README advises for several
+//! routers (this spares it the per-message source lookup of its scoped parsers), fed through
+//! `iter_packets`, which its README recommends over `parse_bytes` when the packets need not be collected.
+//! Records come as vectors of `(IPFixField, FieldValue)` pairs; each is read into the typed flow by a
+//! match on field and value, as a user of the library does.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,104 +14,10 @@ use netflow_parser::variable_versions::ipfix::lookup::{
     IANAIPFixField, IPFixField, ReverseInformationElement,
 };
 use netflow_parser::{FieldValue, NetflowPacket, NetflowParser};
-use proto_ipfix::ie::{DEFAULT_PODFLOW_PEN, REVERSE_PEN, podflow};
-use proto_ipfix::{DataRecord, Decoder, Visitor};
+use proto_ipfix::ie::{DEFAULT_PODFLOW_PEN, podflow};
 
-use crate::flow::Flow;
-use crate::workload::{FOLD_SEED, Workload};
-
-/// What one pass over the workload yielded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Records decoded.
-    pub records: u64,
-    /// Sum of the records' folds.
-    pub checksum: u64,
-    /// Messages with a decode error or a data set without its template.
-    pub failed_messages: u64,
-}
-
-impl Tally {
-    fn add(&mut self, f: &Flow<'_>) {
-        self.records += 1;
-        self.checksum = self.checksum.wrapping_add(f.fold(FOLD_SEED));
-    }
-}
-
-/// proto-ipfix: one [`Decoder`] for all exporters, templates scoped by exporter and domain.
-pub struct Proto {
-    decoder: Decoder,
-}
-
-struct Sink {
-    tally: Tally,
-}
-
-impl Visitor for Sink {
-    #[inline]
-    fn record(&mut self, r: &DataRecord<'_>) {
-        let mut f = Flow::default();
-        proto_flow(r, &mut f);
-        self.tally.add(&f);
-    }
-}
-
-/// Reads one proto-ipfix record into a flow.
-///
-/// Here and in [`peer_flow`], the flow is filled through a reference from a function that is not inlined:
-/// inlined, the compiler keeps all the flow's fields in registers through the field loop and spills the
-/// loop's own state instead, which slows both decoders alike.
-#[inline(never)]
-fn proto_flow<'a>(r: &DataRecord<'a>, f: &mut Flow<'a>) {
-    for field in r.fields() {
-        let s = field.spec;
-        match (s.pen, s.id) {
-            (0, 8) => f.src = field.ipv4().map_or(f.src, IpAddr::V4),
-            (0, 12) => f.dst = field.ipv4().map_or(f.dst, IpAddr::V4),
-            (0, 27) => f.src = field.ipv6().map_or(f.src, IpAddr::V6),
-            (0, 28) => f.dst = field.ipv6().map_or(f.dst, IpAddr::V6),
-            (0, 7) => f.src_port = field.u64().unwrap_or(0) as u16,
-            (0, 11) => f.dst_port = field.u64().unwrap_or(0) as u16,
-            (0, 4) => f.protocol = field.u64().unwrap_or(0) as u8,
-            (0, 6) => f.tcp_flags = field.u64().unwrap_or(0) as u16,
-            (0, 1) => f.octets = field.u64().unwrap_or(0),
-            (0, 2) => f.packets = field.u64().unwrap_or(0),
-            (REVERSE_PEN, 1) => f.rev_octets = field.u64().unwrap_or(0),
-            (REVERSE_PEN, 2) => f.rev_packets = field.u64().unwrap_or(0),
-            (0, 152) => f.start_ms = field.u64().unwrap_or(0),
-            (0, 153) => f.end_ms = field.u64().unwrap_or(0),
-            (0, 136) => f.end_reason = field.u64().unwrap_or(0) as u8,
-            (DEFAULT_PODFLOW_PEN, podflow::COMMUNITY_ID) => f.community_id = field.str().unwrap_or(""),
-            _ => {}
-        }
-    }
-}
-
-impl Proto {
-    /// A decoder with the UDP template policy, as the collector runs it.
-    pub fn new() -> Self {
-        Proto {
-            decoder: Decoder::default(),
-        }
-    }
-
-    /// Decodes every datagram once.
-    #[inline(never)]
-    pub fn proto_ipfix_pass(&mut self, w: &Workload) -> Tally {
-        let mut sink = Sink {
-            tally: Tally::default(),
-        };
-        for d in &w.datagrams {
-            let sum = self
-                .decoder
-                .decode(w.exporters[d.exporter], &d.bytes, d.now_ms, &mut sink);
-            if sum.errors > 0 || sum.missing_template_sets > 0 {
-                sink.tally.failed_messages += 1;
-            }
-        }
-        sink.tally
-    }
-}
+use crate::flow::{Flow, Tally};
+use crate::workload::Workload;
 
 /// netflow_parser: one `NetflowParser` (default configuration) per exporter, as its README advises for
 /// several routers; this spares it the per-message source lookup of its scoped parsers.
@@ -160,6 +67,9 @@ impl Peer {
 }
 
 /// Reads one netflow_parser record into a flow.
+///
+/// Not inlined, like [`crate::proto`]'s readers, so the flow stays in memory and the field loop's state in
+/// registers.
 #[inline(never)]
 fn peer_flow<'a>(record: &'a [(IPFixField, FieldValue)], f: &mut Flow<'a>) {
     use IANAIPFixField as I;
