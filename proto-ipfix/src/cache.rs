@@ -16,7 +16,7 @@ use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::SocketAddr;
 
-use crate::template::Template;
+use crate::template::{RawTemplate, Template};
 use crate::wire::{OPTIONS_TEMPLATE_SET_ID, TEMPLATE_SET_ID};
 
 /// One template scope: exporter address and port, and Observation Domain ID.
@@ -193,6 +193,17 @@ impl Scope<'_> {
     pub(crate) fn get(&self, id: u16, now: u64) -> Option<&Template> {
         let c = self.session.templates.get(&id)?;
         alive(self.policy, c, now).then_some(&c.template)
+    }
+
+    /// Refreshes template `raw.id()` if `raw` defines it as it is; false otherwise, with nothing done.
+    pub(crate) fn refresh(&mut self, raw: &RawTemplate<'_>, now: u64) -> bool {
+        match self.session.templates.get_mut(&raw.id()) {
+            Some(c) if raw.defines(&c.template) => {
+                c.last_seen = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Defines or refreshes a template (see [`TemplateCache::insert`]).

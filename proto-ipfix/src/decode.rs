@@ -12,7 +12,7 @@ use crate::cache::{
     InsertOutcome, LimitError, Scope, SequenceCheck, SessionKey, TemplateCache, WithdrawOutcome,
 };
 use crate::record::{DataRecord, DataRecords};
-use crate::template::{Template, TemplateError, TemplateRecord, TemplateRecords};
+use crate::template::{RawRecord, Template, TemplateError, TemplateRecords};
 use crate::wire::{HeaderRepr, Message, OPTIONS_TEMPLATE_SET_ID, SET_HEADER_LEN, WireError};
 
 /// Receives what the decoder finds, in message order.
@@ -256,11 +256,31 @@ fn template_set<V: Visitor>(
     sum: &mut Summary,
 ) {
     let options = set_id == OPTIONS_TEMPLATE_SET_ID;
-    for (at, r) in TemplateRecords::new(body, options, max_fields) {
+    let mut records = TemplateRecords::new(body, options, max_fields);
+    while let Some((at, r)) = records.next_raw() {
         let at = offset + SET_HEADER_LEN + at;
         match r {
-            Ok(TemplateRecord::Define(t)) => {
-                let id = t.id();
+            Ok(RawRecord::Define(raw)) => {
+                let id = raw.id();
+                // Over UDP most template records refresh the template in use: those are recognised on
+                // the wire, without building a template to compare and drop.
+                if let Ok(s) = scope {
+                    if s.refresh(&raw, now) {
+                        sum.templates += 1;
+                        if let Some(t) = s.get(id, now) {
+                            v.template(key, t, InsertOutcome::Refreshed);
+                        }
+                        continue;
+                    }
+                }
+                let t = match raw.build() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // As TemplateRecords does, stop at a refused template.
+                        sum.fail(at, e.into());
+                        break;
+                    }
+                };
                 let scope = match scope {
                     Ok(s) => s,
                     Err(e) => {
@@ -278,7 +298,7 @@ fn template_set<V: Visitor>(
                     Err(e) => sum.fail(at, e.into()),
                 }
             }
-            Ok(TemplateRecord::Withdraw(id)) => match scope.as_mut().map(|s| s.withdraw(id)) {
+            Ok(RawRecord::Withdraw(id)) => match scope.as_mut().map(|s| s.withdraw(id)) {
                 Ok(WithdrawOutcome::Withdrawn(n)) => sum.withdrawn += n as u32,
                 _ => sum.withdrawals_ignored += 1,
             },

@@ -360,13 +360,14 @@ impl<'a> TemplateRecords<'a> {
         }
     }
 
-    fn read(&mut self) -> Result<TemplateRecord, TemplateError> {
+    /// Reads the next record's extent and header without building a template from it.
+    fn read_raw(&mut self) -> Result<RawRecord<'a>, TemplateError> {
         let b = &self.body[self.at..];
         let id = u16::from_be_bytes([b[0], b[1]]);
         let count = u16::from_be_bytes([b[2], b[3]]);
         if count == 0 {
             self.at += 4;
-            return Ok(TemplateRecord::Withdraw(id));
+            return Ok(RawRecord::Withdraw(id));
         }
         let mut p = 4;
         let scope = if self.options {
@@ -382,32 +383,101 @@ impl<'a> TemplateRecords<'a> {
                 limit: self.max_fields,
             });
         }
-        let mut fields = Vec::with_capacity(usize::from(count));
+        let start = p;
         for _ in 0..count {
             let s = b.get(p..p + 4).ok_or(TemplateError::Truncated)?;
+            // An enterprise-specific field carries its enterprise number in 4 more octets.
+            p += if s[0] & 0x80 != 0 { 8 } else { 4 };
+        }
+        let specs = b.get(start..p).ok_or(TemplateError::Truncated)?;
+        self.at += p;
+        Ok(RawRecord::Define(RawTemplate {
+            id,
+            scope,
+            count,
+            options: self.options,
+            specs,
+        }))
+    }
+
+    /// The next record as it is on the wire, with its offset in the set body; see [`Iterator::next`].
+    pub(crate) fn next_raw(&mut self) -> Option<(usize, Result<RawRecord<'a>, TemplateError>)> {
+        let rest = self.body.get(self.at..)?;
+        if self.done || rest.len() < 4 || rest.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let at = self.at;
+        let r = self.read_raw();
+        if r.is_err() {
+            self.done = true;
+        }
+        Some((at, r))
+    }
+}
+
+/// A template record read for its extent and header only.
+pub(crate) enum RawRecord<'a> {
+    /// A definition.
+    Define(RawTemplate<'a>),
+    /// A withdrawal of this template ID.
+    Withdraw(u16),
+}
+
+/// A template definition as it is on the wire, its field specifiers known to be complete.
+pub(crate) struct RawTemplate<'a> {
+    id: u16,
+    scope: u16,
+    count: u16,
+    options: bool,
+    specs: &'a [u8],
+}
+
+impl RawTemplate<'_> {
+    /// The template ID.
+    pub(crate) fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The field specifiers.
+    fn specs(&self) -> impl Iterator<Item = FieldSpec> + '_ {
+        let mut p = 0;
+        std::iter::from_fn(move || {
+            let s = self.specs.get(p..p + 4)?;
             let raw = u16::from_be_bytes([s[0], s[1]]);
             let length = u16::from_be_bytes([s[2], s[3]]);
             p += 4;
             let pen = if raw & 0x8000 != 0 {
-                let e = b.get(p..p + 4).ok_or(TemplateError::Truncated)?;
+                let e = self.specs.get(p..p + 4)?;
                 p += 4;
                 u32::from_be_bytes([e[0], e[1], e[2], e[3]])
             } else {
                 0
             };
-            fields.push(FieldSpec {
+            Some(FieldSpec {
                 id: raw & 0x7fff,
                 length,
                 pen,
-            });
-        }
-        self.at += p;
-        let t = if self.options {
-            Template::new_options(id, scope, fields)?
+            })
+        })
+    }
+
+    /// True when `t` is the template this record defines: a refresh needs no new template.
+    pub(crate) fn defines(&self, t: &Template) -> bool {
+        t.id == self.id
+            && t.scope_count == self.scope
+            && t.is_options() == self.options
+            && t.fields.len() == usize::from(self.count)
+            && self.specs().eq(t.fields.iter().copied())
+    }
+
+    /// Builds the template, checking it.
+    pub(crate) fn build(&self) -> Result<Template, TemplateError> {
+        let fields = self.specs().collect();
+        if self.options {
+            Template::new_options(self.id, self.scope, fields)
         } else {
-            Template::new(id, fields)?
-        };
-        Ok(TemplateRecord::Define(t))
+            Template::new(self.id, fields)
+        }
     }
 }
 
@@ -415,12 +485,11 @@ impl Iterator for TemplateRecords<'_> {
     type Item = (usize, Result<TemplateRecord, TemplateError>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.body.get(self.at..)?;
-        if self.done || rest.len() < 4 || rest.iter().all(|&b| b == 0) {
-            return None;
-        }
-        let at = self.at;
-        let r = self.read();
+        let (at, r) = self.next_raw()?;
+        let r = r.and_then(|r| match r {
+            RawRecord::Define(t) => t.build().map(TemplateRecord::Define),
+            RawRecord::Withdraw(id) => Ok(TemplateRecord::Withdraw(id)),
+        });
         if r.is_err() {
             self.done = true;
         }

@@ -360,3 +360,73 @@ fn locations_know_which_fields_sit_at_fixed_offsets() {
     assert_eq!(rec.at(&far), None);
     assert_eq!(rec.at(&t.locate(8, 0).unwrap()), None);
 }
+
+#[test]
+fn template_refreshes_are_told_from_changes() {
+    let mut dec = Decoder::default();
+    let mut v = Collect::default();
+    dec.decode(exporter(), &GOLDEN, 0, &mut v);
+    dec.decode(exporter(), &GOLDEN, 1, &mut v);
+    // The same template under another enterprise number, then the same again; then an options
+    // template, and the same fields with a different scope count.
+    let other_pen = Template::new(
+        256,
+        vec![
+            FieldSpec::iana(8, 4),
+            FieldSpec::iana(12, 4),
+            FieldSpec::iana(1, 4),
+            FieldSpec::enterprise(1, VARIABLE_LENGTH, PEN + 1),
+        ],
+    )
+    .unwrap();
+    let opts =
+        |scope| Template::new_options(300, scope, vec![FieldSpec::iana(149, 4), FieldSpec::iana(41, 8)]);
+    for t in [
+        other_pen.clone(),
+        other_pen,
+        opts(1).unwrap(),
+        opts(1).unwrap(),
+        opts(2).unwrap(),
+    ] {
+        let mut enc = Encoder::new(42, 1400).unwrap();
+        enc.add_template(t);
+        let mut buf = Vec::new();
+        let mut m = enc.message(0, &mut buf);
+        m.add_templates().unwrap();
+        m.finish();
+        let sum = dec.decode(exporter(), &buf, 2, &mut v);
+        assert_eq!((sum.templates, sum.errors), (1, 0));
+    }
+    use InsertOutcome::{New, Refreshed, Replaced};
+    assert_eq!(
+        v.templates,
+        [New, Refreshed, Replaced, Refreshed, New, Refreshed, Replaced]
+    );
+    assert_eq!(dec.cache().templates(), 2);
+    // Records of the replaced template 256 carry the community ID under the new enterprise number.
+    let mut enc = Encoder::new(42, 1400).unwrap();
+    enc.add_template(
+        Template::new(
+            256,
+            vec![
+                FieldSpec::iana(8, 4),
+                FieldSpec::iana(12, 4),
+                FieldSpec::iana(1, 4),
+                FieldSpec::enterprise(1, VARIABLE_LENGTH, PEN + 1),
+            ],
+        )
+        .unwrap(),
+    );
+    let mut buf = Vec::new();
+    let mut m = enc.message(0, &mut buf);
+    let mut r = m.record(256).unwrap();
+    r.ipv4(Ipv4Addr::new(10, 0, 0, 9))
+        .ipv4(Ipv4Addr::new(10, 0, 0, 2))
+        .uint(3)
+        .str("1:y");
+    r.commit().unwrap();
+    m.finish();
+    assert_eq!(dec.decode(exporter(), &buf, 3, &mut v).records, 1);
+    let last = v.rows.last().unwrap();
+    assert_eq!((last.1, last.3.as_str()), (Ipv4Addr::new(10, 0, 0, 9), ""));
+}
