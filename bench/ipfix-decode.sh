@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # IPFIX decode benchmark: proto-ipfix against netflow_parser on the same generated messages.
 #
-#   bench/ipfix-decode.sh [OPTIONS]              records/s of each (thread CPU time) and their ratio
-#   bench/ipfix-decode.sh --callgrind [OPTIONS]  instructions per record of each under valgrind, and their
-#                                                ratio: slower, but repeatable on a busy machine
+#   bench/ipfix-decode.sh [OPTIONS]              records/s of each decoder (thread CPU time) and the
+#                                                ratios to netflow_parser
+#   bench/ipfix-decode.sh --callgrind [OPTIONS]  instructions per record of each under valgrind, and the
+#                                                ratios: slower, but repeatable on a busy machine
 #
 # OPTIONS go to the benchmark program (--exporters, --messages, --max-message-size, --template-refresh,
-# --seed, --rounds, --min-round-ms); see bench/README.md.
+# --mixed-sets, --seed, --rounds, --min-round-ms); see bench/README.md.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
