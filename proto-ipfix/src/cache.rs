@@ -13,19 +13,67 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::SocketAddr;
 
-use crate::template::Template;
+use crate::template::{RawTemplate, Template};
 use crate::wire::{OPTIONS_TEMPLATE_SET_ID, TEMPLATE_SET_ID};
 
 /// One template scope: exporter address and port, and Observation Domain ID.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionKey {
     /// The exporter's address and source port.
     pub exporter: SocketAddr,
     /// The Observation Domain ID from the message header.
     pub observation_domain: u32,
 }
+
+impl Hash for SessionKey {
+    /// Hashes the key as one 24-octet write. The derived hash fed the address, port and domain to the
+    /// hasher in several small pieces, each costly for SipHash, and the session is looked up for every
+    /// message. Keys that are equal hash equally: the IPv6 flow label and scope ID, which the hash leaves
+    /// out, only make more keys unequal.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (ip, v6) = match self.exporter {
+            SocketAddr::V4(a) => (u128::from(a.ip().to_bits()), 0),
+            SocketAddr::V6(a) => (a.ip().to_bits(), 1u64 << 48),
+        };
+        let rest = v6 | u64::from(self.exporter.port()) << 32 | u64::from(self.observation_domain);
+        let mut octets = [0u8; 24];
+        octets[..16].copy_from_slice(&ip.to_le_bytes());
+        octets[16..].copy_from_slice(&rest.to_le_bytes());
+        state.write(&octets);
+    }
+}
+
+/// Hashes a template ID by one multiplication by an odd constant.
+///
+/// The map is per session, keyed by the 16-bit template IDs its exporter chose, and consulted for every
+/// data set. The hash is a bijection of the ID whose low bits depend only on the ID's low bits, so IDs
+/// that share a bucket must agree in those bits: with the table's at most 8192 buckets (4096 templates),
+/// at most 8 of the 65536 IDs start probing from any one bucket, and an exporter cannot pile its templates
+/// into one probe sequence. SipHash would resist that too, at several times the cost.
+#[derive(Clone, Copy, Default)]
+struct TemplateIdHasher(u64);
+
+impl Hasher for TemplateIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u16(&mut self, id: u16) {
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u16 keys are hashed; this keeps the hasher correct for any other use.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+}
+
+type TemplateMap = HashMap<u16, Cached, BuildHasherDefault<TemplateIdHasher>>;
 
 /// How templates live and die.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,12 +169,117 @@ struct Cached {
     last_seen: u64,
 }
 
+/// The templates and sequence state of one session.
 #[derive(Default)]
-struct Session {
-    templates: HashMap<u16, Cached>,
+pub(crate) struct Session {
+    templates: TemplateMap,
     next_sequence: Option<u32>,
     /// Where the stream would go on if the last message that was behind started a new count.
     restart_sequence: Option<u32>,
+}
+
+fn alive(policy: TemplatePolicy, c: &Cached, now: u64) -> bool {
+    match policy {
+        TemplatePolicy::Udp { lifetime_ms } => now.saturating_sub(c.last_seen) <= lifetime_ms,
+        TemplatePolicy::Stream => true,
+    }
+}
+
+/// One session of a cache, looked up once for all the sets of a message.
+pub(crate) struct Scope<'a> {
+    session: &'a mut Session,
+    policy: TemplatePolicy,
+    limits: Limits,
+}
+
+impl Scope<'_> {
+    /// The live template `id`.
+    #[inline]
+    pub(crate) fn get(&self, id: u16, now: u64) -> Option<&Template> {
+        let c = self.session.templates.get(&id)?;
+        alive(self.policy, c, now).then_some(&c.template)
+    }
+
+    /// Refreshes template `raw.id()` if `raw` defines it as it is; false otherwise, with nothing done.
+    pub(crate) fn refresh(&mut self, raw: &RawTemplate<'_>, now: u64) -> bool {
+        match self.session.templates.get_mut(&raw.id()) {
+            Some(c) if raw.defines(&c.template) => {
+                c.last_seen = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Defines or refreshes a template (see [`TemplateCache::insert`]).
+    pub(crate) fn insert(&mut self, template: Template, now: u64) -> Result<InsertOutcome, LimitError> {
+        let max = self.limits.max_templates_per_session;
+        let n = self.session.templates.len();
+        match self.session.templates.entry(template.id()) {
+            Entry::Occupied(mut e) => {
+                let c = e.get_mut();
+                c.last_seen = now;
+                if c.template == template {
+                    Ok(InsertOutcome::Refreshed)
+                } else {
+                    c.template = template;
+                    Ok(InsertOutcome::Replaced)
+                }
+            }
+            Entry::Vacant(e) => {
+                if n >= max {
+                    return Err(LimitError::Templates(max));
+                }
+                e.insert(Cached {
+                    template,
+                    last_seen: now,
+                });
+                Ok(InsertOutcome::New)
+            }
+        }
+    }
+
+    /// Withdraws templates (see [`TemplateCache::withdraw`]).
+    pub(crate) fn withdraw(&mut self, id: u16) -> WithdrawOutcome {
+        if matches!(self.policy, TemplatePolicy::Udp { .. }) {
+            return WithdrawOutcome::Ignored;
+        }
+        let templates = &mut self.session.templates;
+        let before = templates.len();
+        match id {
+            TEMPLATE_SET_ID => templates.retain(|_, c| c.template.is_options()),
+            OPTIONS_TEMPLATE_SET_ID => templates.retain(|_, c| !c.template.is_options()),
+            _ => {
+                templates.remove(&id);
+            }
+        }
+        match before - templates.len() {
+            0 => WithdrawOutcome::Unknown,
+            n => WithdrawOutcome::Withdrawn(n),
+        }
+    }
+
+    /// Sequence tracking (see [`TemplateCache::track_sequence`]).
+    pub(crate) fn track_sequence(&mut self, sequence: u32, records: Option<u32>) -> SequenceCheck {
+        let session = &mut *self.session;
+        let check = match session.next_sequence {
+            None => SequenceCheck::Start,
+            Some(expected) => match sequence.wrapping_sub(expected) {
+                0 => SequenceCheck::InOrder,
+                _ if session.restart_sequence == Some(sequence) => SequenceCheck::InOrder,
+                gap if gap < 1 << 31 => SequenceCheck::Lost(gap),
+                _ => SequenceCheck::Behind,
+            },
+        };
+        let next = records.map(|n| sequence.wrapping_add(n));
+        if check == SequenceCheck::Behind {
+            session.restart_sequence = next;
+        } else {
+            session.next_sequence = next;
+            session.restart_sequence = None;
+        }
+        check
+    }
 }
 
 /// Template state for every session the decoder has seen.
@@ -156,30 +309,29 @@ impl TemplateCache {
         self.limits
     }
 
-    fn alive(&self, c: &Cached, now: u64) -> bool {
-        match self.policy {
-            TemplatePolicy::Udp { lifetime_ms } => now.saturating_sub(c.last_seen) <= lifetime_ms,
-            TemplatePolicy::Stream => true,
-        }
-    }
-
     /// The live template `id` of a session.
     pub fn get(&self, key: &SessionKey, id: u16, now: u64) -> Option<&Template> {
         let c = self.sessions.get(key)?.templates.get(&id)?;
-        self.alive(c, now).then_some(&c.template)
+        alive(self.policy, c, now).then_some(&c.template)
     }
 
-    fn session(&mut self, key: &SessionKey) -> Result<&mut Session, LimitError> {
+    /// The session of `key`, created if new and the session limit allows.
+    pub(crate) fn scope(&mut self, key: &SessionKey) -> Result<Scope<'_>, LimitError> {
         let n = self.sessions.len();
-        match self.sessions.entry(*key) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
+        let session = match self.sessions.entry(*key) {
+            Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 if n >= self.limits.max_sessions {
                     return Err(LimitError::Sessions(self.limits.max_sessions));
                 }
-                Ok(e.insert(Session::default()))
+                e.insert(Session::default())
             }
-        }
+        };
+        Ok(Scope {
+            session,
+            policy: self.policy,
+            limits: self.limits,
+        })
     }
 
     /// Defines or refreshes a template.
@@ -189,52 +341,21 @@ impl TemplateCache {
         template: Template,
         now: u64,
     ) -> Result<InsertOutcome, LimitError> {
-        let max = self.limits.max_templates_per_session;
-        let session = self.session(key)?;
-        let n = session.templates.len();
-        match session.templates.entry(template.id()) {
-            Entry::Occupied(mut e) => {
-                let c = e.get_mut();
-                c.last_seen = now;
-                if c.template == template {
-                    Ok(InsertOutcome::Refreshed)
-                } else {
-                    c.template = template;
-                    Ok(InsertOutcome::Replaced)
-                }
-            }
-            Entry::Vacant(e) => {
-                if n >= max {
-                    return Err(LimitError::Templates(max));
-                }
-                e.insert(Cached {
-                    template,
-                    last_seen: now,
-                });
-                Ok(InsertOutcome::New)
-            }
-        }
+        self.scope(key)?.insert(template, now)
     }
 
     /// Withdraws template `id`, or all templates (ID 2) or all options templates (ID 3) of the session.
     pub fn withdraw(&mut self, key: &SessionKey, id: u16) -> WithdrawOutcome {
-        if matches!(self.policy, TemplatePolicy::Udp { .. }) {
-            return WithdrawOutcome::Ignored;
-        }
-        let Some(session) = self.sessions.get_mut(key) else {
-            return WithdrawOutcome::Unknown;
-        };
-        let before = session.templates.len();
-        match id {
-            TEMPLATE_SET_ID => session.templates.retain(|_, c| c.template.is_options()),
-            OPTIONS_TEMPLATE_SET_ID => session.templates.retain(|_, c| !c.template.is_options()),
-            _ => {
-                session.templates.remove(&id);
+        let (policy, limits) = (self.policy, self.limits);
+        match self.sessions.get_mut(key) {
+            Some(session) => Scope {
+                session,
+                policy,
+                limits,
             }
-        }
-        match before - session.templates.len() {
-            0 => WithdrawOutcome::Unknown,
-            n => WithdrawOutcome::Withdrawn(n),
+            .withdraw(id),
+            None if matches!(policy, TemplatePolicy::Udp { .. }) => WithdrawOutcome::Ignored,
+            None => WithdrawOutcome::Unknown,
         }
     }
 
@@ -265,26 +386,10 @@ impl TemplateCache {
     /// (without that, every message up to the old number would be "behind" and the first one past it would
     /// report a loss that never happened).
     pub fn track_sequence(&mut self, key: &SessionKey, sequence: u32, records: Option<u32>) -> SequenceCheck {
-        let Ok(session) = self.session(key) else {
-            return SequenceCheck::Start;
-        };
-        let check = match session.next_sequence {
-            None => SequenceCheck::Start,
-            Some(expected) => match sequence.wrapping_sub(expected) {
-                0 => SequenceCheck::InOrder,
-                _ if session.restart_sequence == Some(sequence) => SequenceCheck::InOrder,
-                gap if gap < 1 << 31 => SequenceCheck::Lost(gap),
-                _ => SequenceCheck::Behind,
-            },
-        };
-        let next = records.map(|n| sequence.wrapping_add(n));
-        if check == SequenceCheck::Behind {
-            session.restart_sequence = next;
-        } else {
-            session.next_sequence = next;
-            session.restart_sequence = None;
+        match self.scope(key) {
+            Ok(mut scope) => scope.track_sequence(sequence, records),
+            Err(_) => SequenceCheck::Start,
         }
-        check
     }
 
     /// Sessions held.
@@ -375,6 +480,38 @@ mod tests {
         );
         assert_eq!(c.insert(&key(2, 0), tpl(256, 4), 0), Err(LimitError::Sessions(1)));
         assert_eq!(c.insert(&key(1, 0), tpl(256, 8), 0), Ok(InsertOutcome::Replaced));
+    }
+
+    #[test]
+    fn many_templates_and_look_alike_keys_stay_apart() {
+        let mut c = TemplateCache::new(TemplatePolicy::Stream, Limits::default());
+        let k = key(4739, 7);
+        // A full session: IDs that share their low bits with each other, then consecutive ones.
+        let ids: Vec<u16> = (0..15u16)
+            .map(|i| 256 + i * 4096)
+            .chain(257..257 + 4081)
+            .collect();
+        for (n, &id) in ids.iter().enumerate() {
+            assert_eq!(
+                c.insert(&k, tpl(id, 1 + (n % 8) as u16), 0),
+                Ok(InsertOutcome::New)
+            );
+        }
+        assert_eq!(c.templates(), Limits::default().max_templates_per_session);
+        for (n, &id) in ids.iter().enumerate() {
+            assert_eq!(
+                c.get(&k, id, 0).map(Template::fixed_len),
+                Some(Some(4 + 1 + n % 8))
+            );
+        }
+        // IPv4 192.0.2.1 and its IPv4-mapped IPv6 form are different exporters.
+        let mapped = SessionKey {
+            exporter: SocketAddr::from(([0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0201], 4739)),
+            observation_domain: 7,
+        };
+        assert_ne!(mapped, k);
+        assert!(c.get(&mapped, 256, 0).is_none());
+        assert!(c.get(&key(4739, 7 + (1 << 16)), 256, 0).is_none());
     }
 
     #[test]

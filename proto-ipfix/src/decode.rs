@@ -8,15 +8,23 @@
 
 use std::net::SocketAddr;
 
-use crate::cache::{InsertOutcome, LimitError, SequenceCheck, SessionKey, TemplateCache, WithdrawOutcome};
+use crate::cache::{
+    InsertOutcome, LimitError, Scope, SequenceCheck, SessionKey, TemplateCache, WithdrawOutcome,
+};
 use crate::record::{DataRecord, DataRecords};
-use crate::template::{Template, TemplateError, TemplateRecord, TemplateRecords};
+use crate::template::{RawRecord, Template, TemplateError, TemplateRecords};
 use crate::wire::{HeaderRepr, Message, OPTIONS_TEMPLATE_SET_ID, SET_HEADER_LEN, WireError};
 
 /// Receives what the decoder finds, in message order.
 pub trait Visitor {
     /// A message from `key` begins; its records follow.
     fn begin(&mut self, _key: &SessionKey, _header: &HeaderRepr) {}
+
+    /// A data set of `template` begins; its records follow.
+    ///
+    /// A visitor that reads the same fields of every record can prepare here, once per set, what it needs
+    /// per template (for instance the [`Template::locate`] of each field it reads).
+    fn data_set(&mut self, _key: &SessionKey, _template: &Template) {}
 
     /// A data record (of a template or of an options template: see `record.template().is_options()`).
     fn record(&mut self, record: &DataRecord<'_>);
@@ -151,6 +159,10 @@ impl Decoder {
             observation_domain: header.observation_domain,
         };
         v.begin(&key, &header);
+        let max_fields = self.cache.limits().max_fields_per_template;
+        // One session lookup serves every set of the message and the sequence check. When the session
+        // limit refuses a new session, its templates are refused and its data sets have no template.
+        let mut scope = self.cache.scope(&key);
         // Records are countable only when every data set's template is known and every set is whole.
         let mut countable = true;
         for set in message.sets() {
@@ -163,10 +175,12 @@ impl Decoder {
                 }
             };
             if set.is_template_set() {
-                self.template_set(&key, set.id(), set.body(), set.offset(), now, v, &mut sum);
-            } else if self.cache.get(&key, set.id(), now).is_some() {
+                let at = (set.id(), set.offset());
+                template_set(&mut scope, &key, at, set.body(), now, max_fields, v, &mut sum);
+            } else if let Some(template) = scope.as_ref().ok().and_then(|s| s.get(set.id(), now)) {
                 let before = sum.errors;
-                sum.records += self.data_set(&key, set.id(), set.body(), set.offset(), now, v, &mut sum);
+                let at = (set.id(), set.offset());
+                sum.records += data_set(&key, template, at, set.body(), v, &mut sum);
                 countable &= sum.errors == before;
             } else {
                 countable = false;
@@ -174,9 +188,11 @@ impl Decoder {
                 v.missing_template(&key, &header, set.id(), set.body());
             }
         }
-        let counted = countable.then_some(sum.records);
-        if let SequenceCheck::Lost(n) = self.cache.track_sequence(&key, header.sequence, counted) {
-            sum.lost_records = n;
+        if let Ok(scope) = &mut scope {
+            let counted = countable.then_some(sum.records);
+            if let SequenceCheck::Lost(n) = scope.track_sequence(header.sequence, counted) {
+                sum.lost_records = n;
+            }
         }
         sum
     }
@@ -192,78 +208,101 @@ impl Decoder {
         now: u64,
         v: &mut V,
     ) -> Option<(u32, Option<DecodeError>)> {
-        self.cache.get(key, set_id, now)?;
+        let template = self.cache.get(key, set_id, now)?;
         let mut sum = Summary::default();
-        let n = self.data_set(key, set_id, body, 0, now, v, &mut sum);
+        let n = data_set(key, template, (set_id, 0), body, v, &mut sum);
         Some((n, sum.first_error))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn data_set<V: Visitor>(
-        &self,
-        key: &SessionKey,
-        set_id: u16,
-        body: &[u8],
-        offset: usize,
-        now: u64,
-        v: &mut V,
-        sum: &mut Summary,
-    ) -> u32 {
-        let Some(template) = self.cache.get(key, set_id, now) else {
-            return 0;
-        };
-        let mut n = 0;
-        for r in DataRecords::new(template, body) {
-            match r {
-                Ok(record) => {
-                    n += 1;
-                    v.record(&record);
-                }
-                Err(e) => {
-                    sum.fail(
-                        offset + SET_HEADER_LEN + e.offset,
-                        DecodeErrorKind::RecordOverrun { set_id },
-                    );
-                }
+/// Hands the records of one data set, whose ID and offset are `at`, to the visitor; returns how many.
+fn data_set<V: Visitor>(
+    key: &SessionKey,
+    template: &Template,
+    (set_id, offset): (u16, usize),
+    body: &[u8],
+    v: &mut V,
+    sum: &mut Summary,
+) -> u32 {
+    v.data_set(key, template);
+    let mut n = 0;
+    for r in DataRecords::new(template, body) {
+        match r {
+            Ok(record) => {
+                n += 1;
+                v.record(&record);
+            }
+            Err(e) => {
+                sum.fail(
+                    offset + SET_HEADER_LEN + e.offset,
+                    DecodeErrorKind::RecordOverrun { set_id },
+                );
             }
         }
-        n
     }
+    n
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn template_set<V: Visitor>(
-        &mut self,
-        key: &SessionKey,
-        set_id: u16,
-        body: &[u8],
-        offset: usize,
-        now: u64,
-        v: &mut V,
-        sum: &mut Summary,
-    ) {
-        let max_fields = self.cache.limits().max_fields_per_template;
-        let options = set_id == OPTIONS_TEMPLATE_SET_ID;
-        for (at, r) in TemplateRecords::new(body, options, max_fields) {
-            let at = offset + SET_HEADER_LEN + at;
-            match r {
-                Ok(TemplateRecord::Define(t)) => {
-                    let id = t.id();
-                    match self.cache.insert(key, t, now) {
-                        Ok(outcome) => {
-                            sum.templates += 1;
-                            if let Some(t) = self.cache.get(key, id, now) {
-                                v.template(key, t, outcome);
-                            }
+/// Applies the records of one template set, whose ID and offset are `at`, to the message's session.
+#[allow(clippy::too_many_arguments)]
+fn template_set<V: Visitor>(
+    scope: &mut Result<Scope<'_>, LimitError>,
+    key: &SessionKey,
+    (set_id, offset): (u16, usize),
+    body: &[u8],
+    now: u64,
+    max_fields: usize,
+    v: &mut V,
+    sum: &mut Summary,
+) {
+    let options = set_id == OPTIONS_TEMPLATE_SET_ID;
+    let mut records = TemplateRecords::new(body, options, max_fields);
+    while let Some((at, r)) = records.next_raw() {
+        let at = offset + SET_HEADER_LEN + at;
+        match r {
+            Ok(RawRecord::Define(raw)) => {
+                let id = raw.id();
+                // Over UDP most template records refresh the template in use: those are recognised on
+                // the wire, without building a template to compare and drop.
+                if let Ok(s) = scope {
+                    if s.refresh(&raw, now) {
+                        sum.templates += 1;
+                        if let Some(t) = s.get(id, now) {
+                            v.template(key, t, InsertOutcome::Refreshed);
                         }
-                        Err(e) => sum.fail(at, e.into()),
+                        continue;
                     }
                 }
-                Ok(TemplateRecord::Withdraw(id)) => match self.cache.withdraw(key, id) {
-                    WithdrawOutcome::Withdrawn(n) => sum.withdrawn += n as u32,
-                    WithdrawOutcome::Ignored | WithdrawOutcome::Unknown => sum.withdrawals_ignored += 1,
-                },
-                Err(e) => sum.fail(at, e.into()),
+                let t = match raw.build() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        // As TemplateRecords does, stop at a refused template.
+                        sum.fail(at, e.into());
+                        break;
+                    }
+                };
+                let scope = match scope {
+                    Ok(s) => s,
+                    Err(e) => {
+                        sum.fail(at, (*e).into());
+                        continue;
+                    }
+                };
+                match scope.insert(t, now) {
+                    Ok(outcome) => {
+                        sum.templates += 1;
+                        if let Some(t) = scope.get(id, now) {
+                            v.template(key, t, outcome);
+                        }
+                    }
+                    Err(e) => sum.fail(at, e.into()),
+                }
             }
+            Ok(RawRecord::Withdraw(id)) => match scope.as_mut().map(|s| s.withdraw(id)) {
+                Ok(WithdrawOutcome::Withdrawn(n)) => sum.withdrawn += n as u32,
+                _ => sum.withdrawals_ignored += 1,
+            },
+            Err(e) => sum.fail(at, e.into()),
         }
     }
 }

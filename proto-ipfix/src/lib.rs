@@ -31,5 +31,5 @@ pub use decode::{DecodeError, DecodeErrorKind, Decoder, Summary, Visitor};
 pub use encode::{EncodeError, Encoder, MessageWriter, RecordWriter};
 pub use ie::{DataType, FieldSpec, REVERSE_PEN, VARIABLE_LENGTH};
 pub use record::{DataRecord, Field};
-pub use template::{Template, TemplateError};
+pub use template::{Location, Template, TemplateError};
 pub use wire::{HeaderRepr as IpfixHeader, WireError};

@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ie::{FieldSpec, VARIABLE_LENGTH};
-use crate::template::Template;
+use crate::template::{Location, Place, Template};
 
 /// One field of a data record: its specifier and its value octets (without any variable-length prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,13 +22,17 @@ impl<'a> Field<'a> {
     /// Unsigned integer of 1 to 8 octets (reduced-size encoding included).
     #[inline]
     pub fn u64(&self) -> Option<u64> {
-        let v = self.value;
-        if v.is_empty() || v.len() > 8 {
-            return None;
-        }
-        let mut buf = [0u8; 8];
-        buf[8 - v.len()..].copy_from_slice(v);
-        Some(u64::from_be_bytes(buf))
+        // The common widths get a single load and byte swap each; copying a value of variable width into
+        // a buffer would call memmove for every field.
+        Some(match *self.value {
+            [a] => u64::from(a),
+            [a, b] => u64::from(u16::from_be_bytes([a, b])),
+            [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+            [] => return None,
+            ref v if v.len() > 8 => return None,
+            ref v => v.iter().fold(0, |n, &b| n << 8 | u64::from(b)),
+        })
     }
 
     /// Signed integer of 1 to 8 octets, sign-extended from its encoded size.
@@ -112,12 +116,49 @@ impl<'a> DataRecord<'a> {
 
     /// Field number `index` of the template.
     pub fn field(&self, index: usize) -> Option<Field<'a>> {
-        if let Some(at) = self.template.fixed_offset(index) {
-            let spec = *self.template.fields().get(index)?;
-            let value = self.bytes.get(at..at + usize::from(spec.length))?;
-            return Some(Field { spec, value });
+        match self.template.static_offset(index) {
+            Some(at) => self.read(*self.template.fields().get(index)?, at),
+            None => self.fields().nth(index),
         }
-        self.fields().nth(index)
+    }
+
+    /// The field at `location`, found with [`Template::locate`] in this record's template.
+    #[inline]
+    pub fn at(&self, location: &Location) -> Option<Field<'a>> {
+        // A fixed-length field at a fixed offset, the common case, takes one bounds check; the others
+        // stay out of line so that this inlines into the caller's code.
+        match location.place() {
+            Place::Fixed { start, len } => {
+                // Computed in usize, the end cannot precede the start: one bounds check.
+                let start = usize::from(start);
+                Some(Field {
+                    spec: location.spec(),
+                    value: self.bytes.get(start..start + usize::from(len))?,
+                })
+            }
+            _ => self.at_slow(location),
+        }
+    }
+
+    /// [`DataRecord::at`] for a variable-length field, or one after a variable-length field.
+    #[inline(never)]
+    fn at_slow(&self, location: &Location) -> Option<Field<'a>> {
+        match location.place() {
+            Place::Walk => self.fields().nth(location.index()),
+            _ => self.read(location.spec(), location.offset()?),
+        }
+    }
+
+    /// The field of specifier `spec` whose value (or length prefix) starts at `at`.
+    #[inline]
+    fn read(&self, spec: FieldSpec, at: usize) -> Option<Field<'a>> {
+        let (start, len) = if spec.length == VARIABLE_LENGTH {
+            variable_extent(self.bytes, at)?
+        } else {
+            (at, usize::from(spec.length))
+        };
+        let value = self.bytes.get(start..start + len)?;
+        Some(Field { spec, value })
     }
 
     /// The first field with this element ID and enterprise number (0 for IANA).
@@ -140,12 +181,14 @@ impl<'a> Iterator for Fields<'a> {
     #[inline]
     fn next(&mut self) -> Option<Field<'a>> {
         let spec = *self.specs.next()?;
-        let (start, len) = field_extent(self.bytes, self.at, spec.length)?;
+        let (start, len) = if spec.length == VARIABLE_LENGTH {
+            variable_extent(self.bytes, self.at)?
+        } else {
+            (self.at, usize::from(spec.length))
+        };
+        let value = self.bytes.get(start..start + len)?;
         self.at = start + len;
-        Some(Field {
-            spec,
-            value: &self.bytes[start..start + len],
-        })
+        Some(Field { spec, value })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -153,25 +196,37 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-/// Where the value of a field starting at `at` lies: `(value start, value length)`, or `None` when the
-/// bytes end first. Variable-length values carry a 1-octet length, or 255 and a 2-octet length (section 7).
+/// Where the value of a variable-length field starting at `at` lies: `(value start, value length)`, or
+/// `None` when the bytes end inside its length prefix. The prefix is one octet, or 255 and two octets
+/// (RFC 7011 section 7).
 #[inline]
-fn field_extent(b: &[u8], at: usize, length: u16) -> Option<(usize, usize)> {
-    let (start, len) = if length == VARIABLE_LENGTH {
-        match *b.get(at)? {
-            255 => {
-                let l = b.get(at + 1..at + 3)?;
-                (at + 3, usize::from(u16::from_be_bytes([l[0], l[1]])))
-            }
-            l => (at + 1, usize::from(l)),
+fn variable_extent(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    match *b.get(at)? {
+        255 => {
+            let l = b.get(at + 1..at + 3)?;
+            Some((at + 3, usize::from(u16::from_be_bytes([l[0], l[1]]))))
         }
-    } else {
-        (at, usize::from(length))
-    };
-    if start + len > b.len() {
-        return None;
+        l => Some((at + 1, usize::from(l))),
     }
-    Some((start, len))
+}
+
+/// Length of the record starting at `at` in `b`, or `None` when it runs past the end of `b`.
+///
+/// Only the length prefixes are read: the template knows how many fixed octets lie between them, so the
+/// cost grows with the variable-length fields, not with all fields.
+#[inline]
+fn record_len(template: &Template, b: &[u8], at: usize) -> Option<usize> {
+    let Some((fixed_runs, tail)) = template.variable_runs() else {
+        let len = template.min_record_len();
+        return (b.len().checked_sub(at)? >= len).then_some(len);
+    };
+    let mut end = at;
+    for &run in fixed_runs {
+        let (start, len) = variable_extent(b, end + usize::from(run))?;
+        end = start + len;
+    }
+    end += tail;
+    (end <= b.len()).then_some(end - at)
 }
 
 /// A data record that overran its set: the offset of the record within the set body.
@@ -201,15 +256,6 @@ impl<'a> DataRecords<'a> {
             at: 0,
         }
     }
-
-    fn variable_len(&self) -> Option<usize> {
-        let mut at = self.at;
-        for spec in self.template.fields() {
-            let (start, len) = field_extent(self.body, at, spec.length)?;
-            at = start + len;
-        }
-        Some(at - self.at)
-    }
 }
 
 impl<'a> Iterator for DataRecords<'a> {
@@ -221,16 +267,10 @@ impl<'a> Iterator for DataRecords<'a> {
         if rest < self.template.min_record_len() {
             return None;
         }
-        let len = match self.template.fixed_len() {
-            Some(len) => len,
-            None => match self.variable_len() {
-                Some(len) => len,
-                None => {
-                    let offset = self.at;
-                    self.at = self.body.len();
-                    return Some(Err(RecordOverrun { offset }));
-                }
-            },
+        let Some(len) = record_len(self.template, self.body, self.at) else {
+            let offset = self.at;
+            self.at = self.body.len();
+            return Some(Err(RecordOverrun { offset }));
         };
         let bytes = &self.body[self.at..self.at + len];
         self.at += len;
@@ -267,6 +307,36 @@ mod tests {
         assert_eq!(Field { spec, value: &[0x7f] }.i64(), Some(127));
         assert_eq!(Field { spec, value: &[] }.u64(), None);
         assert_eq!(Field { spec, value: &[0; 9] }.u64(), None);
+        // Every width from 1 to 8 octets, fast paths and the general one alike.
+        let octets = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
+        for n in 1..=8 {
+            let want = 0x0102_0304_0506_0708u64 >> (8 * (8 - n));
+            assert_eq!(
+                Field {
+                    spec,
+                    value: &octets[..n]
+                }
+                .u64(),
+                Some(want),
+                "{n} octets"
+            );
+        }
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0xff; 8]
+            }
+            .u64(),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            Field {
+                spec,
+                value: &[0xff; 3]
+            }
+            .i64(),
+            Some(-1)
+        );
         assert_eq!(Field { spec, value: &[1] }.bool(), Some(true));
         assert_eq!(
             Field {
@@ -311,6 +381,74 @@ mod tests {
         assert_eq!(recs[1].field(0).unwrap().u64(), Some(17));
         assert_eq!(recs[2].get(82, 0).unwrap().value, b"");
         assert_eq!(recs[2].fields().count(), 2);
+    }
+
+    /// The record length from the length prefixes alone, against walking every field, on many bodies.
+    #[test]
+    fn record_length_matches_a_walk_of_every_field() {
+        let t = Template::new(
+            256,
+            vec![
+                FieldSpec::iana(4, 1),
+                FieldSpec::iana(82, VARIABLE_LENGTH),
+                FieldSpec::iana(7, 2),
+                FieldSpec::iana(11, 2),
+                FieldSpec::iana(83, VARIABLE_LENGTH),
+                FieldSpec::iana(84, VARIABLE_LENGTH),
+                FieldSpec::iana(1, 4),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.variable_runs(), Some((&[1u16, 4, 0][..], 4)));
+        let walk = |b: &[u8], at: usize| -> Option<usize> {
+            let mut end = at;
+            for spec in t.fields() {
+                let (start, len) = match spec.length {
+                    VARIABLE_LENGTH => variable_extent(b, end)?,
+                    n => (end, usize::from(n)),
+                };
+                end = start + len;
+            }
+            (end <= b.len()).then_some(end - at)
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut outcomes = [0usize; 2];
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            // Small octets make short length prefixes likely, and 255 the long form now and then.
+            let body: Vec<u8> = (0..len)
+                .map(|i| match (seed >> (i % 56)) & 15 {
+                    15 => 255,
+                    0 => 0,
+                    n => n as u8 % 6,
+                })
+                .collect();
+            for at in 0..=len {
+                let want = walk(&body, at);
+                assert_eq!(record_len(&t, &body, at), want, "{body:?} at {at}");
+                outcomes[usize::from(want.is_some())] += 1;
+            }
+        }
+        assert!(
+            outcomes.iter().all(|&n| n > 10_000),
+            "both outcomes tried: {outcomes:?}"
+        );
+        // Long-form prefix in the middle field, then a record whose first prefix runs past the set.
+        let mut body = vec![6, 1, b'a', 0, 80, 1, 187, 255, 0, 2, b'x', b'y', 0, 0, 0, 0, 9];
+        body.extend_from_slice(&[17, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let got: Vec<_> = DataRecords::new(&t, &body).collect();
+        assert_eq!(got.len(), 2);
+        let rec = got[0].unwrap();
+        assert_eq!(rec.as_bytes().len(), 17);
+        let values: Vec<&[u8]> = rec.fields().map(|f| f.value).collect();
+        assert_eq!(
+            values,
+            [&[6][..], b"a", &[0, 80], &[1, 187], b"xy", b"", &[0, 0, 0, 9]]
+        );
+        assert_eq!(got[1].unwrap_err(), RecordOverrun { offset: 17 });
     }
 
     #[test]

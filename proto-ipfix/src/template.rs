@@ -56,10 +56,16 @@ pub enum TemplateError {
 /// How records of a template are laid out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Layout {
-    /// Every field has a fixed length: records are `len` octets and field `i` starts at `offsets[i]`.
-    Fixed { len: usize, offsets: Box<[u16]> },
-    /// At least one variable-length field: records are at least `min_len` octets and must be walked.
-    Variable { min_len: usize },
+    /// Every field has a fixed length: records are `len` octets.
+    Fixed { len: usize },
+    /// At least one variable-length field: records are at least `min_len` octets. A record's length is
+    /// found from its length prefixes alone: `fixed_runs[i]` octets of fixed-length fields come before
+    /// the i-th variable-length field and `tail` octets after the last one.
+    Variable {
+        min_len: usize,
+        fixed_runs: Box<[u16]>,
+        tail: usize,
+    },
 }
 
 /// An IPFIX template or options template.
@@ -68,7 +74,61 @@ pub struct Template {
     id: u16,
     scope_count: u16,
     fields: Box<[FieldSpec]>,
+    /// Offsets of the fields whose position no variable-length value can move: every field of a
+    /// fixed layout, or the fields up to and including the first variable-length one.
+    offsets: Box<[u16]>,
     layout: Layout,
+}
+
+/// Where a field lies in the records of one template; see [`Template::locate`].
+///
+/// Meaningful only for records of the template it was found in: applied to another template's records
+/// it reads the wrong octets (never out of bounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    spec: FieldSpec,
+    // Fits: a template has at most 65535 fields.
+    index: u16,
+    place: Place,
+}
+
+/// Where a field's value starts, worked out once so that reading it takes a single bounds check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A fixed-length value at a fixed offset: `len` octets from `start` in every record.
+    Fixed { start: u16, len: u16 },
+    /// A variable-length value whose length prefix is at a fixed offset.
+    Prefixed { at: u16 },
+    /// After a variable-length value: found by walking the record.
+    Walk,
+}
+
+impl Location {
+    /// The field's index in the template.
+    #[inline]
+    pub fn index(&self) -> usize {
+        usize::from(self.index)
+    }
+
+    /// The field's specifier.
+    #[inline]
+    pub fn spec(&self) -> FieldSpec {
+        self.spec
+    }
+
+    /// The offset of the field (of its length prefix, when variable-length) in every record, when no
+    /// variable-length value comes before it.
+    pub fn offset(&self) -> Option<usize> {
+        match self.place {
+            Place::Fixed { start, .. } | Place::Prefixed { at: start } => Some(usize::from(start)),
+            Place::Walk => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn place(&self) -> Place {
+        self.place
+    }
 }
 
 impl Template {
@@ -116,25 +176,41 @@ impl Template {
         if min_len > MAX_RECORD_LEN {
             return Err(TemplateError::RecordTooLong(min_len));
         }
+        let mut offsets = Vec::with_capacity(fields.len());
+        let mut at = 0u16;
+        for f in &fields {
+            offsets.push(at);
+            if f.length == VARIABLE_LENGTH {
+                break;
+            }
+            // Cannot overflow: the fixed lengths add up to at most MAX_RECORD_LEN.
+            at = at.saturating_add(f.length);
+        }
         let layout = if varlen == 0 {
-            let mut offsets = Vec::with_capacity(fields.len());
-            let mut at = 0u16;
-            for f in &fields {
-                offsets.push(at);
-                // Cannot overflow: the sum was checked against MAX_RECORD_LEN above.
-                at = at.saturating_add(f.length);
-            }
-            Layout::Fixed {
-                len: fixed,
-                offsets: offsets.into_boxed_slice(),
-            }
+            Layout::Fixed { len: fixed }
         } else {
-            Layout::Variable { min_len }
+            let mut fixed_runs = Vec::with_capacity(varlen);
+            let mut run = 0u16;
+            for f in &fields {
+                if f.length == VARIABLE_LENGTH {
+                    fixed_runs.push(run);
+                    run = 0;
+                } else {
+                    // Cannot overflow: the fixed lengths add up to at most MAX_RECORD_LEN.
+                    run = run.saturating_add(f.length);
+                }
+            }
+            Layout::Variable {
+                min_len,
+                fixed_runs: fixed_runs.into_boxed_slice(),
+                tail: usize::from(run),
+            }
         };
         Ok(Template {
             id,
             scope_count,
             fields: fields.into_boxed_slice(),
+            offsets: offsets.into_boxed_slice(),
             layout,
         })
     }
@@ -171,21 +247,55 @@ impl Template {
     pub fn min_record_len(&self) -> usize {
         match self.layout {
             Layout::Fixed { len, .. } => len,
-            Layout::Variable { min_len } => min_len,
+            Layout::Variable { min_len, .. } => min_len,
         }
     }
 
-    /// Offset of field `index` in a fixed-layout record.
-    pub(crate) fn fixed_offset(&self, index: usize) -> Option<usize> {
+    /// For a template with variable-length fields: the octets of fixed-length fields before each of them,
+    /// and after the last.
+    #[inline]
+    pub(crate) fn variable_runs(&self) -> Option<(&[u16], usize)> {
         match &self.layout {
-            Layout::Fixed { offsets, .. } => offsets.get(index).map(|&o| usize::from(o)),
-            Layout::Variable { .. } => None,
+            Layout::Fixed { .. } => None,
+            Layout::Variable { fixed_runs, tail, .. } => Some((fixed_runs, *tail)),
         }
+    }
+
+    /// Offset of field `index` in every record, when no variable-length value comes before it.
+    #[inline]
+    pub(crate) fn static_offset(&self, index: usize) -> Option<usize> {
+        self.offsets.get(index).map(|&o| usize::from(o))
     }
 
     /// Index of the first field with this element ID and enterprise number.
     pub fn position(&self, id: u16, pen: u32) -> Option<usize> {
         self.fields.iter().position(|f| f.id == id && f.pen == pen)
+    }
+
+    /// Where the first field with this element ID and enterprise number lies in this template's records.
+    ///
+    /// Finding a field once per template and reading it from each record with [`DataRecord::at`] spares
+    /// the per-record search of [`DataRecord::get`] or a walk of all fields: a field that no
+    /// variable-length value precedes is read at its fixed offset.
+    ///
+    /// [`DataRecord::at`]: crate::DataRecord::at
+    /// [`DataRecord::get`]: crate::DataRecord::get
+    pub fn locate(&self, id: u16, pen: u32) -> Option<Location> {
+        let index = self.position(id, pen)?;
+        let spec = self.fields[index];
+        let place = match self.offsets.get(index) {
+            None => Place::Walk,
+            Some(&at) if spec.length == VARIABLE_LENGTH => Place::Prefixed { at },
+            Some(&start) => Place::Fixed {
+                start,
+                len: spec.length,
+            },
+        };
+        Some(Location {
+            spec,
+            index: u16::try_from(index).ok()?,
+            place,
+        })
     }
 
     /// Set ID of the template set this template travels in.
@@ -260,13 +370,14 @@ impl<'a> TemplateRecords<'a> {
         }
     }
 
-    fn read(&mut self) -> Result<TemplateRecord, TemplateError> {
+    /// Reads the next record's extent and header without building a template from it.
+    fn read_raw(&mut self) -> Result<RawRecord<'a>, TemplateError> {
         let b = &self.body[self.at..];
         let id = u16::from_be_bytes([b[0], b[1]]);
         let count = u16::from_be_bytes([b[2], b[3]]);
         if count == 0 {
             self.at += 4;
-            return Ok(TemplateRecord::Withdraw(id));
+            return Ok(RawRecord::Withdraw(id));
         }
         let mut p = 4;
         let scope = if self.options {
@@ -282,32 +393,101 @@ impl<'a> TemplateRecords<'a> {
                 limit: self.max_fields,
             });
         }
-        let mut fields = Vec::with_capacity(usize::from(count));
+        let start = p;
         for _ in 0..count {
             let s = b.get(p..p + 4).ok_or(TemplateError::Truncated)?;
+            // An enterprise-specific field carries its enterprise number in 4 more octets.
+            p += if s[0] & 0x80 != 0 { 8 } else { 4 };
+        }
+        let specs = b.get(start..p).ok_or(TemplateError::Truncated)?;
+        self.at += p;
+        Ok(RawRecord::Define(RawTemplate {
+            id,
+            scope,
+            count,
+            options: self.options,
+            specs,
+        }))
+    }
+
+    /// The next record as it is on the wire, with its offset in the set body; see [`Iterator::next`].
+    pub(crate) fn next_raw(&mut self) -> Option<(usize, Result<RawRecord<'a>, TemplateError>)> {
+        let rest = self.body.get(self.at..)?;
+        if self.done || rest.len() < 4 || rest.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let at = self.at;
+        let r = self.read_raw();
+        if r.is_err() {
+            self.done = true;
+        }
+        Some((at, r))
+    }
+}
+
+/// A template record read for its extent and header only.
+pub(crate) enum RawRecord<'a> {
+    /// A definition.
+    Define(RawTemplate<'a>),
+    /// A withdrawal of this template ID.
+    Withdraw(u16),
+}
+
+/// A template definition as it is on the wire, its field specifiers known to be complete.
+pub(crate) struct RawTemplate<'a> {
+    id: u16,
+    scope: u16,
+    count: u16,
+    options: bool,
+    specs: &'a [u8],
+}
+
+impl RawTemplate<'_> {
+    /// The template ID.
+    pub(crate) fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The field specifiers.
+    fn specs(&self) -> impl Iterator<Item = FieldSpec> + '_ {
+        let mut p = 0;
+        std::iter::from_fn(move || {
+            let s = self.specs.get(p..p + 4)?;
             let raw = u16::from_be_bytes([s[0], s[1]]);
             let length = u16::from_be_bytes([s[2], s[3]]);
             p += 4;
             let pen = if raw & 0x8000 != 0 {
-                let e = b.get(p..p + 4).ok_or(TemplateError::Truncated)?;
+                let e = self.specs.get(p..p + 4)?;
                 p += 4;
                 u32::from_be_bytes([e[0], e[1], e[2], e[3]])
             } else {
                 0
             };
-            fields.push(FieldSpec {
+            Some(FieldSpec {
                 id: raw & 0x7fff,
                 length,
                 pen,
-            });
-        }
-        self.at += p;
-        let t = if self.options {
-            Template::new_options(id, scope, fields)?
+            })
+        })
+    }
+
+    /// True when `t` is the template this record defines: a refresh needs no new template.
+    pub(crate) fn defines(&self, t: &Template) -> bool {
+        t.id == self.id
+            && t.scope_count == self.scope
+            && t.is_options() == self.options
+            && t.fields.len() == usize::from(self.count)
+            && self.specs().eq(t.fields.iter().copied())
+    }
+
+    /// Builds the template, checking it.
+    pub(crate) fn build(&self) -> Result<Template, TemplateError> {
+        let fields = self.specs().collect();
+        if self.options {
+            Template::new_options(self.id, self.scope, fields)
         } else {
-            Template::new(id, fields)?
-        };
-        Ok(TemplateRecord::Define(t))
+            Template::new(self.id, fields)
+        }
     }
 }
 
@@ -315,12 +495,11 @@ impl Iterator for TemplateRecords<'_> {
     type Item = (usize, Result<TemplateRecord, TemplateError>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.body.get(self.at..)?;
-        if self.done || rest.len() < 4 || rest.iter().all(|&b| b == 0) {
-            return None;
-        }
-        let at = self.at;
-        let r = self.read();
+        let (at, r) = self.next_raw()?;
+        let r = r.and_then(|r| match r {
+            RawRecord::Define(t) => t.build().map(TemplateRecord::Define),
+            RawRecord::Withdraw(id) => Ok(TemplateRecord::Withdraw(id)),
+        });
         if r.is_err() {
             self.done = true;
         }
@@ -359,6 +538,7 @@ mod tests {
         assert_eq!(parsed, vec![(0, Ok(TemplateRecord::Define(t.clone())))]);
         assert_eq!(t.min_record_len(), 4 + 8 + 8 + 1);
         assert_eq!(t.fixed_len(), None);
+        assert_eq!(t.variable_runs(), Some((&[20u16][..], 0)));
         assert_eq!(t.position(1, REVERSE_PEN), Some(2));
     }
 
@@ -377,7 +557,7 @@ mod tests {
             vec![TemplateRecord::Define(t.clone()), TemplateRecord::Withdraw(257)]
         );
         assert_eq!(t.fixed_len(), Some(12));
-        assert_eq!(t.fixed_offset(1), Some(4));
+        assert_eq!(t.static_offset(1), Some(4));
         assert_eq!(t.set_id(), 3);
     }
 

@@ -350,3 +350,185 @@ fn a_refused_record_leaves_the_message_as_it_was() {
     let sum = Decoder::default().decode(exporter(), &buf, 0, &mut v);
     assert_eq!((sum.records, sum.first_error), (2, None));
 }
+
+/// Locates its fields when each data set begins and reads every record at those locations.
+#[derive(Default)]
+struct Located {
+    events: Vec<String>,
+    locations: Vec<Option<crate::Location>>,
+}
+
+impl Visitor for Located {
+    fn data_set(&mut self, _: &SessionKey, t: &Template) {
+        self.events.push(format!("set {}", t.id()));
+        self.locations = [(8, 0), (1, 0), (1, PEN), (7, 0)]
+            .iter()
+            .map(|&(id, pen)| t.locate(id, pen))
+            .collect();
+    }
+    fn record(&mut self, r: &DataRecord<'_>) {
+        let read: Vec<Option<&[u8]>> = self
+            .locations
+            .iter()
+            .map(|l| l.as_ref().and_then(|l| r.at(l)).map(|f| f.value))
+            .collect();
+        let got: Vec<Option<&[u8]>> = [(8, 0), (1, 0), (1, PEN), (7, 0)]
+            .iter()
+            .map(|&(id, pen)| r.get(id, pen).map(|f| f.value))
+            .collect();
+        assert_eq!(read, got, "a located read equals a search of the record");
+        let cid = read[2].map(|v| String::from_utf8_lossy(v).into_owned());
+        self.events.push(format!("record {}", cid.unwrap_or_default()));
+    }
+}
+
+#[test]
+fn data_sets_announce_their_template_and_located_reads_match() {
+    // Template 257 puts a fixed field after the variable-length one, so it is read by walking.
+    let after_var = Template::new(
+        257,
+        vec![
+            FieldSpec::enterprise(1, VARIABLE_LENGTH, PEN),
+            FieldSpec::iana(8, 4),
+            FieldSpec::iana(7, 2),
+        ],
+    )
+    .unwrap();
+    let mut enc = Encoder::new(1, 1400).unwrap();
+    enc.add_template(template());
+    enc.add_template(after_var);
+    let mut buf = Vec::new();
+    let mut m = enc.message(0, &mut buf);
+    m.add_templates().unwrap();
+    for (tid, cid) in [
+        (256, "1:a"),
+        (256, "1:bb"),
+        (257, &"x".repeat(300)[..]),
+        (256, "1:c"),
+    ] {
+        let mut r = m.record(tid).unwrap();
+        if tid == 256 {
+            r.ipv4(Ipv4Addr::new(10, 0, 0, 1))
+                .ipv4(Ipv4Addr::new(10, 0, 0, 2))
+                .uint(5)
+                .str(cid);
+        } else {
+            r.str(cid).ipv4(Ipv4Addr::new(10, 0, 0, 3)).uint(443);
+        }
+        r.commit().unwrap();
+    }
+    m.finish();
+    let mut v = Located::default();
+    let sum = Decoder::default().decode(exporter(), &buf, 0, &mut v);
+    assert_eq!((sum.records, sum.errors), (4, 0));
+    let long = format!("record {}", "x".repeat(300));
+    assert_eq!(
+        v.events,
+        [
+            "set 256",
+            "record 1:a",
+            "record 1:bb",
+            "set 257",
+            &long,
+            "set 256",
+            "record 1:c"
+        ]
+    );
+}
+
+#[test]
+fn locations_know_which_fields_sit_at_fixed_offsets() {
+    let t = template();
+    let at = |id, pen| t.locate(id, pen).map(|l| (l.index(), l.offset()));
+    assert_eq!(at(8, 0), Some((0, Some(0))));
+    assert_eq!(at(1, 0), Some((2, Some(8))));
+    // The first variable-length field still starts at a fixed offset: its length prefix does.
+    assert_eq!(at(1, PEN), Some((3, Some(12))));
+    assert_eq!(at(2, 0), None);
+    let after_var = Template::new(
+        300,
+        vec![FieldSpec::iana(82, VARIABLE_LENGTH), FieldSpec::iana(7, 2)],
+    )
+    .unwrap();
+    assert_eq!(after_var.locate(7, 0).map(|l| l.offset()), Some(None));
+    // A location of another template reads whatever lies there, never past the record.
+    let short = [0x0a, 0x00];
+    let t2 = Template::new(301, vec![FieldSpec::iana(7, 2)]).unwrap();
+    let rec = crate::record::DataRecords::new(&t2, &short)
+        .next()
+        .unwrap()
+        .unwrap();
+    let far = t.locate(1, PEN).unwrap();
+    assert_eq!(rec.at(&far), None);
+    assert_eq!(rec.at(&t.locate(8, 0).unwrap()), None);
+}
+
+#[test]
+fn template_refreshes_are_told_from_changes() {
+    let mut dec = Decoder::default();
+    let mut v = Collect::default();
+    dec.decode(exporter(), &GOLDEN, 0, &mut v);
+    dec.decode(exporter(), &GOLDEN, 1, &mut v);
+    // The same template under another enterprise number, then the same again; then an options
+    // template, and the same fields with a different scope count.
+    let other_pen = Template::new(
+        256,
+        vec![
+            FieldSpec::iana(8, 4),
+            FieldSpec::iana(12, 4),
+            FieldSpec::iana(1, 4),
+            FieldSpec::enterprise(1, VARIABLE_LENGTH, PEN + 1),
+        ],
+    )
+    .unwrap();
+    let opts =
+        |scope| Template::new_options(300, scope, vec![FieldSpec::iana(149, 4), FieldSpec::iana(41, 8)]);
+    for t in [
+        other_pen.clone(),
+        other_pen,
+        opts(1).unwrap(),
+        opts(1).unwrap(),
+        opts(2).unwrap(),
+    ] {
+        let mut enc = Encoder::new(42, 1400).unwrap();
+        enc.add_template(t);
+        let mut buf = Vec::new();
+        let mut m = enc.message(0, &mut buf);
+        m.add_templates().unwrap();
+        m.finish();
+        let sum = dec.decode(exporter(), &buf, 2, &mut v);
+        assert_eq!((sum.templates, sum.errors), (1, 0));
+    }
+    use InsertOutcome::{New, Refreshed, Replaced};
+    assert_eq!(
+        v.templates,
+        [New, Refreshed, Replaced, Refreshed, New, Refreshed, Replaced]
+    );
+    assert_eq!(dec.cache().templates(), 2);
+    // Records of the replaced template 256 carry the community ID under the new enterprise number.
+    let mut enc = Encoder::new(42, 1400).unwrap();
+    enc.add_template(
+        Template::new(
+            256,
+            vec![
+                FieldSpec::iana(8, 4),
+                FieldSpec::iana(12, 4),
+                FieldSpec::iana(1, 4),
+                FieldSpec::enterprise(1, VARIABLE_LENGTH, PEN + 1),
+            ],
+        )
+        .unwrap(),
+    );
+    let mut buf = Vec::new();
+    let mut m = enc.message(0, &mut buf);
+    let mut r = m.record(256).unwrap();
+    r.ipv4(Ipv4Addr::new(10, 0, 0, 9))
+        .ipv4(Ipv4Addr::new(10, 0, 0, 2))
+        .uint(3)
+        .str("1:y");
+    r.commit().unwrap();
+    m.finish();
+    assert_eq!(dec.decode(exporter(), &buf, 3, &mut v).records, 1);
+    let last = v.rows.last().unwrap();
+    assert_eq!((last.1, last.3.as_str()), (Ipv4Addr::new(10, 0, 0, 9), ""));
+}
