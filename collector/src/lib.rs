@@ -5,4 +5,5 @@
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
 
 pub mod inspect;
+pub mod k8s;
 pub mod model;
