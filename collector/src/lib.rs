@@ -6,6 +6,7 @@
 //!   exporter and observation domain, data held until its template comes, and loss from sequence numbers.
 //! * [`model`]: the one flow model every decoder produces and every sink reads.
 //! * [`enrich`]: NAT join, Kubernetes attribution at the flow's time, duplicate observers.
+//! * [`k8s`]: who held an address when: the time-aware index, the API watch and the static inventory.
 //! * [`sinks`]: ECS documents (one field table, a pure encoder, the index template) and NDJSON.
 //! * [`pipeline`]: the threads and bounded queues that run the stages; [`metrics`]: self metrics.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
@@ -13,6 +14,7 @@
 pub mod decode;
 pub mod enrich;
 pub mod inspect;
+pub mod k8s;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

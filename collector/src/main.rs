@@ -15,6 +15,12 @@ use clap::{Args, Parser, Subcommand};
 use podflow_collector::decode::DecoderConfig;
 use podflow_collector::enrich::{Attributor, NoMetadata};
 use podflow_collector::inspect;
+use podflow_collector::k8s::{
+    self,
+    api::{ApiProvider, ApiSettings},
+    index::IndexSettings,
+    inventory::Inventory,
+};
 use podflow_collector::metrics::{self, Metrics};
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
@@ -56,6 +62,25 @@ struct ServeArgs {
 
     #[command(flatten)]
     ndjson: NdjsonArgs,
+
+    /// Attribute endpoints from a static inventory: Kubernetes Lists in JSON or YAML, as
+    /// `kubectl get pods,services,endpointslices,nodes,replicasets,jobs -A -o yaml` prints them (a file
+    /// or a directory of them; repeatable).
+    #[arg(long, value_name = "PATH")]
+    inventory: Vec<PathBuf>,
+
+    /// Attribute endpoints from the Kubernetes API: watch pods, services, endpointslices, nodes,
+    /// replicasets and jobs (in cluster, or from --kubeconfig / KUBECONFIG / ~/.kube/config).
+    #[arg(long, conflicts_with = "inventory")]
+    kubernetes: bool,
+
+    /// Kubeconfig file for --kubernetes.
+    #[arg(long, value_name = "PATH", requires = "kubernetes")]
+    kubeconfig: Option<PathBuf>,
+
+    /// How long address history is kept, in seconds (flows are attributed at their own start time).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    history: u64,
 
     /// orchestrator.cluster.name written into every document.
     #[arg(long, value_name = "NAME")]
@@ -181,7 +206,45 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let attributor: Arc<dyn Attributor + Send + Sync> = Arc::new(NoMetadata);
+    // The API provider's watches run on a small Tokio runtime that lives as long as the collector.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let index = IndexSettings {
+        retention_ms: Some(a.history.saturating_mul(1000)),
+        ..IndexSettings::default()
+    };
+    let kubernetes = a.kubernetes || !a.inventory.is_empty();
+    let attributor: Arc<dyn Attributor + Send + Sync> = if !a.inventory.is_empty() {
+        let inv =
+            Inventory::load(&a.inventory, index, pipeline::now_ms()).context("reading the inventory")?;
+        let r = inv.report();
+        eprintln!(
+            "podflow-collector: inventory: {} objects from {} files ({} bad, {} ignored)",
+            r.objects, r.files, r.bad, r.ignored
+        );
+        for p in r.problems.iter().take(10) {
+            eprintln!("podflow-collector: inventory: {p}");
+        }
+        Arc::new(inv)
+    } else if a.kubernetes {
+        let provider = runtime.block_on(async {
+            let client = k8s::api::client(a.kubeconfig.as_deref()).await?;
+            ApiProvider::spawn(
+                client,
+                ApiSettings {
+                    index,
+                    ..ApiSettings::default()
+                },
+            )
+        });
+        let provider = provider.map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
+        eprintln!("podflow-collector: watching the Kubernetes API");
+        Arc::new(provider)
+    } else {
+        Arc::new(NoMetadata)
+    };
     let cfg = PipelineConfig {
         decoder: DecoderConfig {
             podflow_pen: a.podflow_pen,
@@ -189,10 +252,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             ..DecoderConfig::default()
         },
         cluster_name: a.cluster_name,
-        kubernetes: false,
+        kubernetes,
         ..PipelineConfig::default()
     };
     let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;
+    runtime.shutdown_background();
     eprintln!(
         "podflow-collector: {} records decoded, {} documents written",
         totals.records, totals.documents

@@ -264,14 +264,14 @@ fn template_set<V: Visitor>(
                 let id = raw.id();
                 // Over UDP most template records refresh the template in use: those are recognised on
                 // the wire, without building a template to compare and drop.
-                if let Ok(s) = scope {
-                    if s.refresh(&raw, now) {
-                        sum.templates += 1;
-                        if let Some(t) = s.get(id, now) {
-                            v.template(key, t, InsertOutcome::Refreshed);
-                        }
-                        continue;
+                if let Ok(s) = scope
+                    && s.refresh(&raw, now)
+                {
+                    sum.templates += 1;
+                    if let Some(t) = s.get(id, now) {
+                        v.template(key, t, InsertOutcome::Refreshed);
                     }
+                    continue;
                 }
                 let t = match raw.build() {
                     Ok(t) => t,
