@@ -8,7 +8,7 @@
 #
 # Defaults: 5 runs; 120,000 TCP + 60,000 UDP + 20,000 ICMP flows (about 2.1 million packets), snap length
 # 128 (headers only, as the probe captures). The file is written to a temporary directory and removed.
-# Needs: softflowd, nfdump (nfpcapd), libpcap-dev, a C compiler, python3.
+# Needs: softflowd, nfdump (nfpcapd), libpcap-dev, a C compiler, python3, GNU time.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,10 +30,15 @@ done
 
 for tool in softflowd nfpcapd cc python3; do
     command -v "$tool" >/dev/null || {
-        echo "exporter-throughput.sh: $tool not found (apt-get install softflowd nfdump gcc libpcap-dev python3)" >&2
+        echo "exporter-throughput.sh: $tool not found (apt-get install softflowd nfdump gcc libpcap-dev python3 time)" >&2
         exit 1
     }
 done
+
+[[ -x /usr/bin/time ]] || {
+    echo "exporter-throughput.sh: GNU time (/usr/bin/time) not found (apt-get install softflowd nfdump gcc libpcap-dev python3 time)" >&2
+    exit 1
+}
 
 cargo build --quiet --release -p podflow-exporter -p podflow-e2e --bin podflow-exporter --bin podflow-gen-pcap
 target="${CARGO_TARGET_DIR:-$root/target}/release"

@@ -2,9 +2,9 @@
 """Runs flow exporters on one capture file and compares their CPU time or peak memory.
 
 Used by bench/exporter-throughput.sh and bench/exporter-memory.sh, which build the binaries and generate
-the input; see bench/EXPORTER.md. Each tool runs as a child process reaped with wait4(), whose resource
-usage is that child's own: CPU time (user + system, all threads, microsecond resolution) and peak resident
-set size. The UDP sink every exporter sends to is a thread of this process, so its work is never counted
+the input; see bench/EXPORTER.md. Each tool runs as a child process reaped with wait4(): its CPU time (user
++ system, all threads, microsecond resolution) is that child's own; its peak resident set size comes
+from GNU time (see run_child). The UDP sink every exporter sends to is a thread of this process, so its work is never counted
 against a tool.
 """
 
@@ -57,14 +57,24 @@ class Sink:
 
 
 def run_child(argv, cwd):
-    """Runs argv to completion; returns (cpu seconds, peak RSS in KiB, exit status, stdout+stderr)."""
+    """Runs argv to completion; returns (cpu seconds, peak RSS in KiB, exit status, stdout+stderr).
+
+    The child runs under GNU time, which reports its peak RSS: Linux carries the RSS high-water mark
+    of a process across exec(), so wait4()'s figure for a child forked from this Python process would
+    never be below Python's own RSS. GNU time is a small C program, below every tool measured here.
+    The CPU time is wait4()'s, in microseconds: the tool's, and GNU time's own, about a millisecond.
+    """
+    rss_file = os.path.join(cwd, "rss.txt")
     with open(os.path.join(cwd, "child.log"), "w+b") as log:
-        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv, cwd=cwd,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         out = log.read().decode(errors="replace")
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss, proc.returncode, out
+    with open(rss_file) as f:
+        rss_kib = int(f.read().split()[-1])
+    return usage.ru_utime + usage.ru_stime, rss_kib, proc.returncode, out
 
 
 def find(pattern, text, what):
@@ -199,6 +209,11 @@ def memory(args, summary, baseline_pcap):
             flows[n] = res["flows"]
             if n == "softflowd":
                 held_to_end(res["output"], summary)
+            else:
+                held = find(r"at most (\d+) flows held at once", res["output"], n)
+                if held < summary["flows"]:
+                    raise SystemExit(f"exporter_bench: podflow held at most {held} flows at once:\n"
+                                     + res["output"])
         small = argparse.Namespace(**{**vars(args), "pcap": baseline_pcap})
         small_tools = tools(small)
         for n in order:

@@ -24,6 +24,8 @@ pub struct Totals {
     pub records: u64,
     /// IPFIX messages written.
     pub messages: u64,
+    /// Most flows held at once.
+    pub peak_flows: u64,
 }
 
 /// Packets to flows to messages.
@@ -136,6 +138,7 @@ impl Engine {
         self.totals.packets += self.local.packets;
         self.totals.records = w.records;
         self.totals.messages = w.messages;
+        self.totals.peak_flows = t.peak_flows;
         let mut m = self.metrics.lock();
         m.packets += self.local.packets;
         for (dst, src) in m.skipped.iter_mut().zip(self.local.skipped) {

@@ -63,6 +63,8 @@ pub struct TableStats {
     pub orphan_fragments: u64,
     /// First fragments not remembered because the fragment map was full.
     pub fragments_dropped: u64,
+    /// Most flows held at once.
+    pub peak_flows: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -221,6 +223,7 @@ impl FlowTable {
             .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key));
         self.live += 1;
         self.stats.created += 1;
+        self.stats.peak_flows = self.stats.peak_flows.max(self.live as u64);
         i
     }
 

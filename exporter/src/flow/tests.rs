@@ -325,3 +325,19 @@ fn key_order_matches_community_id_order() {
         assert_eq!(key.sender(Side::HiLo), (hi, hi_port), "{p:?}");
     }
 }
+
+#[test]
+fn peak_flows_is_the_most_held_at_once() {
+    let (mut t, mut out) = table(TableConfig::default());
+    for port in 1..=3 {
+        t.packet(&pkt("10.0.0.1", port, "10.0.0.2", 53, 17, 60, 0), 0, &mut |e| {
+            out.push(e)
+        });
+    }
+    // All three idle out, then one new flow: three is still the peak.
+    t.packet(&pkt("10.0.0.1", 9, "10.0.0.2", 53, 17, 60, 0), 60_000, &mut |e| {
+        out.push(e)
+    });
+    assert_eq!((out.len(), t.len()), (3, 1));
+    assert_eq!(t.stats().peak_flows, 3);
+}
