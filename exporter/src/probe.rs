@@ -13,7 +13,7 @@ const PUBLISH_EVERY_MS: u64 = 1_000;
 
 /// Ended flows are encoded and sent once this many are waiting, so a sweep or the final flush of a
 /// million flows never holds them all in a second copy.
-const BATCH: usize = 256;
+const BATCH: usize = 4096;
 
 /// What a run did, for the closing log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
