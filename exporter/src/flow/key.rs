@@ -68,6 +68,7 @@ impl Hash for FlowKey {
 /// big-endian integers, which orders them as the octet-wise comparison does (IPv4 addresses are padded
 /// with the same zeros on both sides) without a `memcmp` call per packet; ICMP, whose types are mapped,
 /// takes the library function.
+#[inline(always)]
 fn order(src: &[u8; 16], dst: &[u8; 16], len: usize, p: &PacketInfo) -> community_id::Order {
     if p.proto == 1 || p.proto == 58 {
         return community_id::order(&src[..len], &dst[..len], p.proto, p.sport, p.dport);
@@ -85,6 +86,7 @@ fn order(src: &[u8; 16], dst: &[u8; 16], len: usize, p: &PacketInfo) -> communit
 impl FlowKey {
     /// The key of a packet's flow and the packet's direction in it; `None` when the two addresses are of
     /// different families (no parsed packet has that).
+    #[inline(always)]
     pub fn of(p: &PacketInfo) -> Option<(FlowKey, Side)> {
         let mut src = [0u8; 16];
         let mut dst = [0u8; 16];

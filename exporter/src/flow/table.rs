@@ -165,6 +165,7 @@ impl FlowTable {
     }
 
     /// The flow key of a packet, following later fragments to their first fragment's flow.
+    #[inline(always)]
     fn key_of(&mut self, p: &PacketInfo, now: u64) -> Option<(FlowKey, Side)> {
         match p.fragment {
             Fragment::Whole => FlowKey::of(p),
@@ -340,6 +341,7 @@ impl FlowTable {
 }
 
 /// Counts one packet into its flow.
+#[inline(always)]
 fn count(f: &mut Flow, p: &PacketInfo, side: Side, now: u64) {
     if f.packets() == 0 {
         // First packet of the flow, or of a delta record after an active-timeout export.
