@@ -257,8 +257,9 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
         }
     };
     eprintln!(
-        "podflow-exporter: {} packets ({} skipped), {} flows exported as {} records in {} messages",
-        totals.packets, totals.skipped, totals.flows, totals.records, totals.messages
+        "podflow-exporter: {} packets ({} skipped), {} flows exported as {} records in {} messages; at most \
+         {} flows held at once",
+        totals.packets, totals.skipped, totals.flows, totals.records, totals.messages, totals.peak_flows
     );
     Ok(())
 }

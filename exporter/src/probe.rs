@@ -11,6 +11,10 @@ use crate::parse::{self, LinkType, PacketInfo, Skip};
 /// How often counters are published to the metrics, in milliseconds of the engine's clock.
 const PUBLISH_EVERY_MS: u64 = 1_000;
 
+/// Ended flows are encoded and sent once this many are waiting, so a sweep or the final flush of a
+/// million flows never holds them all in a second copy.
+const BATCH: usize = 4096;
+
 /// What a run did, for the closing log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -24,15 +28,15 @@ pub struct Totals {
     pub records: u64,
     /// IPFIX messages written.
     pub messages: u64,
+    /// Most flows held at once.
+    pub peak_flows: u64,
 }
 
 /// Packets to flows to messages.
 pub struct Engine {
     table: FlowTable,
-    writer: IpfixWriter,
-    collectors: Collectors,
+    out: Outbox,
     metrics: Metrics,
-    batch: Vec<Expired>,
     /// Counters not yet published.
     local: State,
     totals: Totals,
@@ -40,15 +44,57 @@ pub struct Engine {
     next_publish: u64,
 }
 
+/// Where ended flows go: batched, encoded and sent.
+struct Outbox {
+    writer: IpfixWriter,
+    collectors: Collectors,
+    batch: Vec<Expired>,
+    /// Ended flows by [`EndReason`] (as `reason as usize - 1`), not yet published.
+    exported: [u64; 5],
+    /// Flows sent in all.
+    flows: u64,
+    /// The engine's clock when the batch is sent.
+    now: u64,
+}
+
+impl Outbox {
+    /// Takes one ended flow; sends the batch when it is full.
+    fn push(&mut self, e: Expired) {
+        self.batch.push(e);
+        if self.batch.len() >= BATCH {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        for e in &self.batch {
+            self.exported[e.reason as usize - 1] += 1;
+        }
+        self.flows += self.batch.len() as u64;
+        let collectors = &mut self.collectors;
+        self.writer
+            .write(&self.batch, self.now, &mut |m| collectors.send(m));
+        self.batch.clear();
+    }
+}
+
 impl Engine {
     /// An engine sending to `collectors`.
     pub fn new(table: FlowTable, writer: IpfixWriter, collectors: Collectors, metrics: Metrics) -> Self {
         Engine {
             table,
-            writer,
-            collectors,
+            out: Outbox {
+                writer,
+                collectors,
+                batch: Vec::with_capacity(BATCH),
+                exported: [0; 5],
+                flows: 0,
+                now: 0,
+            },
             metrics,
-            batch: Vec::new(),
             local: State::default(),
             totals: Totals::default(),
             now: 0,
@@ -74,8 +120,9 @@ impl Engine {
 
     /// Counts one parsed packet captured at `ts_ms`.
     pub fn packet(&mut self, p: &PacketInfo, ts_ms: u64) {
-        let batch = &mut self.batch;
-        self.table.packet(p, ts_ms, &mut |e| batch.push(e));
+        self.set_clock(ts_ms);
+        let out = &mut self.out;
+        self.table.packet(p, ts_ms, &mut |e| out.push(e));
         self.advance(ts_ms);
     }
 
@@ -86,56 +133,57 @@ impl Engine {
 
     /// Lets time pass without packets (live capture): timeouts, template refresh, metrics.
     pub fn tick(&mut self, now: u64) {
-        let batch = &mut self.batch;
-        self.table.tick(now, &mut |e| batch.push(e));
-        self.advance(now);
+        self.set_clock(now);
+        let out = &mut self.out;
+        self.table.tick(now, &mut |e| out.push(e));
         // Templates are refreshed even when no flow ends.
-        if self.batch.is_empty() {
-            let collectors = &mut self.collectors;
-            self.writer.write(&[], self.now, &mut |m| collectors.send(m));
+        if self.out.batch.is_empty() {
+            let collectors = &mut self.out.collectors;
+            self.out.writer.write(&[], self.now, &mut |m| collectors.send(m));
         }
+        self.advance(now);
     }
 
-    fn advance(&mut self, now: u64) {
+    /// The engine's clock never goes back, whatever the order of the packets' timestamps.
+    fn set_clock(&mut self, now: u64) {
         self.now = self.now.max(now);
-        if !self.batch.is_empty() {
-            self.send_batch();
-        }
+        self.out.now = self.now;
+    }
+
+    /// Sends what ended and publishes counters when due.
+    fn advance(&mut self, now: u64) {
+        self.set_clock(now);
+        self.out.send();
         if self.now >= self.next_publish {
             self.publish();
             self.next_publish = self.now.saturating_add(PUBLISH_EVERY_MS);
         }
     }
 
-    fn send_batch(&mut self) {
-        for e in &self.batch {
-            self.local.exported(e.reason, 1);
-        }
-        self.totals.flows += self.batch.len() as u64;
-        let collectors = &mut self.collectors;
-        self.writer
-            .write(&self.batch, self.now, &mut |m| collectors.send(m));
-        self.batch.clear();
-    }
-
     /// Ends every flow with `reason` (end of file: forced end; shutdown likewise) and sends them.
     pub fn finish(&mut self, reason: EndReason) -> Totals {
-        let batch = &mut self.batch;
-        self.table.flush(reason, &mut |e| batch.push(e));
-        if !self.batch.is_empty() {
-            self.send_batch();
-        }
+        let out = &mut self.out;
+        self.table.flush(reason, &mut |e| out.push(e));
+        self.out.send();
         self.publish();
         self.totals
     }
 
     /// Moves local counters into the shared metrics.
     fn publish(&mut self) {
-        let w = self.writer.stats();
+        let w = self.out.writer.stats();
         let t = self.table.stats();
+        for (reason, n) in EndReason::ALL
+            .into_iter()
+            .zip(std::mem::take(&mut self.out.exported))
+        {
+            self.local.exported(reason, n);
+        }
+        self.totals.flows = self.out.flows;
         self.totals.packets += self.local.packets;
         self.totals.records = w.records;
         self.totals.messages = w.messages;
+        self.totals.peak_flows = t.peak_flows;
         let mut m = self.metrics.lock();
         m.packets += self.local.packets;
         for (dst, src) in m.skipped.iter_mut().zip(self.local.skipped) {
@@ -149,7 +197,7 @@ impl Engine {
         m.records = w.records;
         m.messages = w.messages;
         m.encode_errors = w.encode_errors;
-        m.collectors = self.collectors.stats().cloned().collect();
+        m.collectors = self.out.collectors.stats().cloned().collect();
         drop(m);
         self.local = State::default();
     }

@@ -4,6 +4,7 @@
 //! addresses are equal) is `lo`, as the Community ID orders them, and ICMP request/reply types share
 //! their pair's key. A packet then travels either `lo -> hi` or `hi -> lo`.
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proto_ipfix::community_id::{self, CommunityId, Digest};
@@ -35,7 +36,7 @@ impl Side {
 }
 
 /// A bidirectional flow key. IPv4 addresses occupy the first 4 octets of each address field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowKey {
     lo: [u8; 16],
     hi: [u8; 16],
@@ -48,9 +49,44 @@ pub struct FlowKey {
     v6: bool,
 }
 
+/// Hashes whole words rather than the derived field-by-field, octet-slice form: the key is hashed for
+/// every packet.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u128(u128::from_ne_bytes(self.lo));
+        h.write_u128(u128::from_ne_bytes(self.hi));
+        h.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | u64::from(self.proto) << 32
+                | u64::from(self.v6) << 40,
+        );
+    }
+}
+
+/// The Community ID order of a packet's endpoints ([`community_id::order`]). Addresses are compared as
+/// big-endian integers, which orders them as the octet-wise comparison does (IPv4 addresses are padded
+/// with the same zeros on both sides) without a `memcmp` call per packet; ICMP, whose types are mapped,
+/// takes the library function.
+#[inline(always)]
+fn order(src: &[u8; 16], dst: &[u8; 16], len: usize, p: &PacketInfo) -> community_id::Order {
+    if p.proto == 1 || p.proto == 58 {
+        return community_id::order(&src[..len], &dst[..len], p.proto, p.sport, p.dport);
+    }
+    let (s, d) = (u128::from_be_bytes(*src), u128::from_be_bytes(*dst));
+    let ordered = s < d || (s == d && community_id::uses_ports(p.proto) && p.sport < p.dport);
+    community_id::Order {
+        sport: p.sport,
+        dport: p.dport,
+        swapped: !ordered,
+        one_way: false,
+    }
+}
+
 impl FlowKey {
     /// The key of a packet's flow and the packet's direction in it; `None` when the two addresses are of
     /// different families (no parsed packet has that).
+    #[inline(always)]
     pub fn of(p: &PacketInfo) -> Option<(FlowKey, Side)> {
         let mut src = [0u8; 16];
         let mut dst = [0u8; 16];
@@ -67,7 +103,7 @@ impl FlowKey {
             }
             _ => return None,
         };
-        let o = community_id::order(&src[..len], &dst[..len], p.proto, p.sport, p.dport);
+        let o = order(&src, &dst, len, p);
         Some(if o.swapped {
             (
                 FlowKey {

@@ -63,6 +63,8 @@ pub struct TableStats {
     pub orphan_fragments: u64,
     /// First fragments not remembered because the fragment map was full.
     pub fragments_dropped: u64,
+    /// Most flows held at once.
+    pub peak_flows: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -163,6 +165,7 @@ impl FlowTable {
     }
 
     /// The flow key of a packet, following later fragments to their first fragment's flow.
+    #[inline(always)]
     fn key_of(&mut self, p: &PacketInfo, now: u64) -> Option<(FlowKey, Side)> {
         match p.fragment {
             Fragment::Whole => FlowKey::of(p),
@@ -221,6 +224,7 @@ impl FlowTable {
             .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key));
         self.live += 1;
         self.stats.created += 1;
+        self.stats.peak_flows = self.stats.peak_flows.max(self.live as u64);
         i
     }
 
@@ -337,6 +341,7 @@ impl FlowTable {
 }
 
 /// Counts one packet into its flow.
+#[inline(always)]
 fn count(f: &mut Flow, p: &PacketInfo, side: Side, now: u64) {
     if f.packets() == 0 {
         // First packet of the flow, or of a delta record after an active-timeout export.

@@ -269,3 +269,75 @@ fn unsolicited_advertisement_to_a_group_is_initiated_by_its_sender() {
     assert_eq!(e.oriented(e.initiator()).src.to_string(), "fe80::1");
     assert_eq!(e.oriented(e.initiator()).dir.packets, 1);
 }
+
+/// Keys order endpoints exactly as the Community ID library does, for both families, equal addresses
+/// (ports decide) and protocols with and without ports.
+#[test]
+fn key_order_matches_community_id_order() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..20_000 {
+        let v6 = i % 2 == 1;
+        // Few distinct addresses and ports, so equal addresses and equal ports both occur often.
+        let mut addr = || {
+            let b = (next() % 3) as u8;
+            let mut o = [0u8; 16];
+            o[0] = 10;
+            o[3 + 12 * usize::from(v6)] = b;
+            if v6 {
+                IpAddr::from(o)
+            } else {
+                IpAddr::from([o[0], o[1], o[2], o[3]])
+            }
+        };
+        let (src, dst) = (addr(), addr());
+        let proto = [6, 17, 132, 47, 1, 58][(next() % 6) as usize];
+        let (sport, dport) = ((next() % 3) as u16, (next() % 3) as u16);
+        let p = PacketInfo {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            ip_len: 40,
+            tcp_flags: 0,
+            fragment: Fragment::Whole,
+        };
+        let octets = |a: IpAddr| match a {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let want = proto_ipfix::community_id::order(&octets(src), &octets(dst), proto, sport, dport);
+        let (key, side) = FlowKey::of(&p).unwrap();
+        assert_eq!(side == Side::HiLo, want.swapped, "{p:?}");
+        let (lo, hi) = if want.swapped { (dst, src) } else { (src, dst) };
+        let (lo_port, hi_port) = if want.swapped {
+            (want.dport, want.sport)
+        } else {
+            (want.sport, want.dport)
+        };
+        assert_eq!(key.sender(Side::LoHi), (lo, lo_port), "{p:?}");
+        assert_eq!(key.sender(Side::HiLo), (hi, hi_port), "{p:?}");
+    }
+}
+
+#[test]
+fn peak_flows_is_the_most_held_at_once() {
+    let (mut t, mut out) = table(TableConfig::default());
+    for port in 1..=3 {
+        t.packet(&pkt("10.0.0.1", port, "10.0.0.2", 53, 17, 60, 0), 0, &mut |e| {
+            out.push(e)
+        });
+    }
+    // All three idle out, then one new flow: three is still the peak.
+    t.packet(&pkt("10.0.0.1", 9, "10.0.0.2", 53, 17, 60, 0), 60_000, &mut |e| {
+        out.push(e)
+    });
+    assert_eq!((out.len(), t.len()), (3, 1));
+    assert_eq!(t.stats().peak_flows, 3);
+}

@@ -10,7 +10,7 @@ use core::net::IpAddr;
 
 use etherparse::err::Layer;
 use etherparse::err::packet::SliceError;
-use etherparse::{Ipv6ExtensionSlice, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket};
+use etherparse::{Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket};
 
 use super::{Fragment, PacketInfo, Skip};
 
@@ -104,7 +104,7 @@ pub(super) fn packet_info(sliced: &LaxSlicedPacket<'_>) -> Result<PacketInfo, Sk
     let proto = payload.ip_number.0;
     let (sport, dport, tcp_flags) = match fragment {
         Fragment::Later { .. } => (0, 0, 0),
-        Fragment::Whole | Fragment::First { .. } => transport_fields(proto, payload)?,
+        Fragment::Whole | Fragment::First { .. } => transport_fields(proto, payload.payload)?,
     };
     Ok(PacketInfo {
         src,
@@ -119,8 +119,7 @@ pub(super) fn packet_info(sliced: &LaxSlicedPacket<'_>) -> Result<PacketInfo, Sk
 }
 
 /// Ports (ICMP: type and code) and TCP flags from the start of the IP payload.
-fn transport_fields(proto: u8, payload: &LaxIpPayloadSlice<'_>) -> Result<(u16, u16, u8), Skip> {
-    let data = payload.payload;
+pub(super) fn transport_fields(proto: u8, data: &[u8]) -> Result<(u16, u16, u8), Skip> {
     match proto {
         PROTO_TCP | PROTO_UDP | PROTO_SCTP => match data {
             // TCP, UDP and SCTP all start with source port, destination port.
@@ -145,7 +144,7 @@ fn transport_fields(proto: u8, payload: &LaxIpPayloadSlice<'_>) -> Result<(u16, 
     }
 }
 
-fn fragment_state(id: u32, offset: u16, more_fragments: bool) -> Fragment {
+pub(super) fn fragment_state(id: u32, offset: u16, more_fragments: bool) -> Fragment {
     match (offset, more_fragments) {
         (0, false) => Fragment::Whole,
         (0, true) => Fragment::First { id },

@@ -4,10 +4,12 @@
 //! libpcap delivered it (possibly cut short by the snap length) and returns a [`PacketInfo`] or the reason
 //! the frame carries no usable IP packet ([`Skip`]). It never panics, whatever the bytes.
 //!
-//! Link layers, VLAN/QinQ tags, the IPv4 header and the IPv6 extension header chain are sliced with
-//! `etherparse`'s lax API, which tolerates snap-length truncation. The transport fields are read at fixed
-//! offsets here instead (see `ip.rs` for why).
+//! Common frames (Ethernet with at most one VLAN tag, cooked or raw IP; IPv4, or IPv6 without extension
+//! headers) are read at fixed offsets (`fast.rs`). Everything else (QinQ tags, the IPv6 extension header
+//! chain, AH, odd lengths, errors) is sliced with `etherparse`'s lax API, which tolerates snap-length
+//! truncation. Either way the transport fields are read at fixed offsets (see `ip.rs` for why).
 
+mod fast;
 mod ip;
 mod link;
 
@@ -145,7 +147,17 @@ pub enum Skip {
 }
 
 /// Extracts the [`PacketInfo`] of one captured frame.
+#[inline]
 pub fn parse(link: LinkType, frame: &[u8]) -> Result<PacketInfo, Skip> {
+    match fast::parse(link, frame) {
+        Some(info) => Ok(info),
+        None => parse_full(link, frame),
+    }
+}
+
+/// The full parser: every link layer, tag, extension header and error the fast path leaves to it.
+#[inline(never)]
+fn parse_full(link: LinkType, frame: &[u8]) -> Result<PacketInfo, Skip> {
     let sliced = link::slice(link, frame)?;
     ip::packet_info(&sliced)
 }

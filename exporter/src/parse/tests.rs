@@ -314,3 +314,89 @@ fn never_panics_on_prefixes_or_garbage() {
         }
     }
 }
+
+/// The fast path returns exactly what the full parser returns, for every frame it accepts: valid frames
+/// of every shape, every prefix of them (snap-length cuts) and copies with damaged header octets.
+#[test]
+fn fast_path_agrees_with_the_full_parser() {
+    let mut v4_options = ipv4(17, 0, &ports_header(53, 4000, 8));
+    v4_options.splice(20..20, [1u8; 8]); // two NOP-filled option words
+    v4_options[0] = 0x47;
+    let v4_options_len = u16::try_from(v4_options.len()).unwrap();
+    v4_options[2..4].copy_from_slice(&v4_options_len.to_be_bytes());
+    let ips = vec![
+        ipv4(6, 0, &tcp_header(40000, 443, 0x12)),
+        ipv4(17, 0, &ports_header(53, 4000, 8)),
+        ipv4(1, 0, &[8, 0, 0, 0, 0, 1, 0, 1]),
+        ipv4(132, 0, &ports_header(9, 10, 12)),
+        ipv4(47, 0, &[0; 8]),
+        ipv4(17, 0x2000, &ports_header(53, 4000, 16)), // first fragment
+        ipv4(17, 0x0010, &[0; 16]),                    // later fragment
+        ipv4(
+            51,
+            0,
+            &[6, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        v4_options,
+        ipv6(6, &tcp_header(40000, 443, 0x18)),
+        ipv6(17, &ports_header(123, 123, 8)),
+        ipv6(58, &[128, 0, 0, 0, 0, 1, 0, 1]),
+        ipv6(132, &ports_header(9, 10, 12)),
+        ipv6(59, &[]),
+        ipv6(0, &[58, 0, 1, 4, 0, 0, 0, 0, 128, 0, 0, 0]),
+        ipv6(44, &[17, 0, 0, 1, 0, 0, 0, 7, 0, 53, 0, 54, 0, 8, 0, 0]),
+    ];
+    let mut frames = Vec::new();
+    for ip in &ips {
+        let ether_type = if ip[0] >> 4 == 4 { ETH_IPV4 } else { ETH_IPV6 };
+        frames.push((LinkType::Ethernet, ethernet(&[], ether_type, ip)));
+        frames.push((LinkType::Ethernet, ethernet(&[[0x81, 0x00]], ether_type, ip)));
+        frames.push((
+            LinkType::Ethernet,
+            ethernet(&[[0x88, 0xa8], [0x81, 0x00]], ether_type, ip),
+        ));
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&ether_type);
+        sll.extend_from_slice(ip);
+        frames.push((LinkType::LinuxSll, sll));
+        let mut sll2 = ether_type.to_vec();
+        sll2.extend_from_slice(&[0; 18]);
+        sll2.extend_from_slice(ip);
+        frames.push((LinkType::LinuxSll2, sll2));
+        frames.push((LinkType::RawIp, ip.clone()));
+    }
+    let mut fast_hits = 0;
+    let mut check = |link: LinkType, frame: &[u8]| {
+        if let Some(info) = fast::parse(link, frame) {
+            fast_hits += 1;
+            assert_eq!(Ok(info), parse_full(link, frame), "{link:?} {frame:02x?}");
+        }
+    };
+    let mut x: u32 = 0x9e37_79b9;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for (link, frame) in &frames {
+        for end in 0..=frame.len() {
+            check(*link, &frame[..end]);
+        }
+        // Damage one or two header octets (lengths, versions, protocols, flags), keep the rest.
+        for _ in 0..400 {
+            let mut f = frame.clone();
+            for _ in 0..1 + next() % 2 {
+                let at = next() as usize % f.len().min(80);
+                f[at] = match next() % 4 {
+                    0 => 0,
+                    1 => 0xff,
+                    _ => next() as u8,
+                };
+            }
+            check(*link, &f);
+        }
+    }
+    // The comparison is not vacuous: the fast path took most frames.
+    assert!(fast_hits > 10_000, "fast path taken {fast_hits} times");
+}

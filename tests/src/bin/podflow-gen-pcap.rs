@@ -48,6 +48,10 @@ struct Cli {
     /// Snap length: longer frames are cut in the file (as `tcpdump -s`), their IP length unchanged.
     #[arg(long, value_name = "BYTES", default_value_t = 65_535)]
     snaplen: u32,
+    /// Open every flow (one per microsecond) before any flow sends its second packet, so all flows are
+    /// open at once, as a memory benchmark needs; --flows-per-sec is then ignored.
+    #[arg(long)]
+    all_concurrent: bool,
 }
 
 /// Parses `MIN-MAX` or `N` (meaning `N-N`).
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         fragmented: cli.fragmented,
         flows_per_sec: cli.flows_per_sec,
         snaplen: cli.snaplen,
+        all_concurrent: cli.all_concurrent,
         ..Config::default()
     };
     let started = Instant::now();

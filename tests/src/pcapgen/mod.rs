@@ -53,6 +53,11 @@ pub struct Config {
     pub snaplen: u32,
     /// Capture time of the first packet, in seconds since the epoch.
     pub start_secs: u64,
+    /// Open every flow before any flow sends its second packet, so all of them are open at once (a
+    /// memory benchmark's worst case): flows start one microsecond apart, `flows_per_sec` is ignored,
+    /// and each flow's second packet waits until the last flow has started, a gap of up to one
+    /// microsecond per flow on top of the usual ones.
+    pub all_concurrent: bool,
 }
 
 impl Default for Config {
@@ -69,6 +74,7 @@ impl Default for Config {
             flows_per_sec: 2_000.0,
             snaplen: 65_535,
             start_secs: 1_700_000_000,
+            all_concurrent: false,
         }
     }
 }
@@ -472,6 +478,8 @@ pub fn generate<W: Write>(
     let mut ip_id: u16 = 0;
     let mut open: u64 = 0;
     let mut flow_seed = Rng::new(cfg.seed ^ 0xf10e_5eed);
+    // With all flows concurrent, the last one starts at this time (one start per microsecond).
+    let last_start = start_us + (cfg.tcp + cfg.udp + cfg.icmp).saturating_sub(1);
     summary.first_us = start_us;
     loop {
         let next_packet = heap.peek().map(|r| r.0.0);
@@ -494,7 +502,11 @@ pub fn generate<W: Write>(
             summary.max_concurrent = summary.max_concurrent.max(open);
             // Poisson arrivals: exponential gaps, at least a microsecond so start times are distinct.
             let gap = -(1.0 - arrivals.unit()).ln() * mean_gap_us;
-            next_start += (gap as u64).max(1);
+            next_start += if cfg.all_concurrent {
+                1
+            } else {
+                (gap as u64).max(1)
+            };
             pending = planner.next();
             continue;
         }
@@ -505,7 +517,12 @@ pub fn generate<W: Write>(
             bail!("internal error: no flow in slot {slot}");
         };
         ip_id = ip_id.wrapping_add(1);
-        let delay = flow.next(now, ip_id, &mut packet);
+        let first_packet = flow.packets == [0, 0];
+        let mut delay = flow.next(now, ip_id, &mut packet);
+        if cfg.all_concurrent && first_packet {
+            // Hold the rest of the flow until every flow has sent its first packet.
+            delay = delay.map(|d| d + (last_start - now));
+        }
         let headers = fb.build(&packet);
         let padding = wire::padding(&packet, headers + packet.payload);
         summary.padding_octets += padding as u64;

@@ -237,6 +237,29 @@ fn summary_matches_with_short_snaplen_and_extreme_shares() {
 }
 
 #[test]
+fn all_concurrent_opens_every_flow_before_any_second_packet() {
+    // Two packets at least in every flow (an unanswered echo flow sends two requests), so no flow is
+    // over with its first packet.
+    let cfg = Config {
+        echoes: (2, 4),
+        all_concurrent: true,
+        ..small()
+    };
+    let (s, _) = check(&cfg);
+    assert_eq!(s.max_concurrent, s.total.flows);
+    let (_, truth, _) = run(&cfg);
+    let mut starts: Vec<u64> = truth.iter().map(|t| t.first_us).collect();
+    starts.sort_unstable();
+    let expected: Vec<u64> = (0..s.total.flows).map(|k| s.first_us + k).collect();
+    assert_eq!(starts, expected, "one flow starts per microsecond");
+    let last_start = s.first_us + s.total.flows - 1;
+    assert!(truth.iter().all(|t| t.last_us > last_start));
+    // Without the option the same flows overlap far less.
+    let (s, _) = check(&small());
+    assert!(s.max_concurrent < s.total.flows / 2, "{s:?}");
+}
+
+#[test]
 fn same_seed_same_file_other_seed_other_file() {
     let cfg = small();
     let (s1, _, f1) = run(&cfg);
