@@ -15,8 +15,10 @@ pub struct ExporterCounters {
     pub datagrams: u64,
     /// Flow records decoded.
     pub records: u64,
-    /// Records missing by sequence numbers.
+    /// Records missing by sequence numbers (IPFIX, NetFlow v5).
     pub lost_records: u64,
+    /// Datagrams missing by sequence numbers (NetFlow v9 numbers datagrams, not records).
+    pub lost_datagrams: u64,
     /// Data sets whose template was unknown.
     pub template_misses: u64,
 }
@@ -89,8 +91,14 @@ impl Metrics {
         family(
             "podflow_collector_lost_records_total",
             "counter",
-            "Records missing by sequence numbers, by exporter.",
+            "Records missing by sequence numbers (IPFIX and NetFlow v5), by exporter.",
             per_exporter(|c| c.lost_records),
+        );
+        family(
+            "podflow_collector_lost_datagrams_total",
+            "counter",
+            "Export datagrams missing by sequence numbers (NetFlow v9 numbers datagrams, not records), by exporter.",
+            per_exporter(|c| c.lost_datagrams),
         );
         family(
             "podflow_collector_template_misses_total",
@@ -204,4 +212,38 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_records_and_datagrams_are_rendered_per_exporter() {
+        let m = Metrics::default();
+        m.lock().exporters.insert(
+            ("192.0.2.1".into(), "netflow_v9"),
+            ExporterCounters {
+                datagrams: 10,
+                records: 200,
+                lost_records: 0,
+                lost_datagrams: 3,
+                template_misses: 0,
+            },
+        );
+        let text = m.render();
+        let label = "{exporter=\"192.0.2.1\",protocol=\"netflow_v9\"}";
+        assert!(
+            text.contains(&format!("podflow_collector_lost_datagrams_total{label} 3\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("podflow_collector_lost_records_total{label} 0\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("podflow_collector_records_total{label} 200\n")),
+            "{text}"
+        );
+    }
 }

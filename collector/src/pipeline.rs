@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::decode::{Decoder, DecoderConfig};
+use crate::decode::{DecodeStats, Decoder, DecoderConfig};
 use crate::enrich::{Attributor, Enricher};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, State};
 use crate::model::{EnrichedFlow, FlowRecord, Protocol};
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
@@ -178,6 +178,17 @@ fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics)
     let behind = listener.stats.dropped_behind.swap(0, Ordering::Relaxed);
     let kernel = listener.kernel_drops();
     let mut m = metrics.lock();
+    add_decode_stats(&mut m, &stats);
+    *m.dropped_datagrams.entry("behind").or_default() += behind;
+    if let Some(k) = kernel {
+        // The kernel's counter is cumulative per socket; the largest seen stands for the group.
+        let e = m.dropped_datagrams.entry("kernel").or_default();
+        *e = (*e).max(k);
+    }
+}
+
+/// Adds a decoder's counters to the metrics, per exporter address and protocol.
+fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
     for (key, c) in stats.iter() {
         let e = m
             .exporters
@@ -186,16 +197,11 @@ fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics)
         e.datagrams += c.datagrams;
         e.records += c.records;
         e.lost_records += c.lost_records;
+        e.lost_datagrams += c.lost_datagrams;
         e.template_misses += c.template_misses;
         for (reason, n) in c.errors.iter() {
             *m.decode_errors.entry(reason.to_string()).or_default() += n;
         }
-    }
-    *m.dropped_datagrams.entry("behind").or_default() += behind;
-    if let Some(k) = kernel {
-        // The kernel's counter is cumulative per socket; the largest seen stands for the group.
-        let e = m.dropped_datagrams.entry("kernel").or_default();
-        *e = (*e).max(k);
     }
 }
 
@@ -279,4 +285,35 @@ fn publish_enrich(
             .insert(("ndjson", "backlog_full"), s.dropped_documents());
     }
     *published = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::StatsKey;
+
+    #[test]
+    fn decode_counters_reach_the_metrics_lost_datagrams_included() {
+        let mut stats = DecodeStats::default();
+        let key = |port, domain| StatsKey {
+            exporter: std::net::SocketAddr::from(([192, 0, 2, 1], port)),
+            observation_domain: Some(domain),
+        };
+        // Two Source IDs of one v9 exporter, and a second source port of the same address.
+        for (k, lost) in [(key(2055, 1), 3), (key(2055, 2), 1), (key(2056, 1), 2)] {
+            let c = stats.entry(k);
+            c.protocol = Some(Protocol::NetflowV9);
+            c.datagrams = 10;
+            c.records = 100;
+            c.lost_datagrams = lost;
+            c.errors.add("truncated", 1);
+        }
+        let mut m = State::default();
+        add_decode_stats(&mut m, &stats);
+        add_decode_stats(&mut m, &stats);
+        let e = &m.exporters[&("192.0.2.1".to_string(), "netflow_v9")];
+        assert_eq!((e.datagrams, e.records), (60, 600));
+        assert_eq!((e.lost_datagrams, e.lost_records), (12, 0));
+        assert_eq!(m.decode_errors["truncated"], 6);
+    }
 }

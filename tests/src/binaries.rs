@@ -96,3 +96,8 @@ pub fn podflow_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
 pub fn podflow_exporter() -> anyhow::Result<PathBuf> {
     podflow_binary("podflow-exporter", "podflow-exporter")
 }
+
+/// `podflow-collector`, built with the running test's profile.
+pub fn podflow_collector() -> anyhow::Result<PathBuf> {
+    podflow_binary("podflow-collector", "podflow-collector")
+}

@@ -2,7 +2,10 @@
 //!
 //! - [`flows`]: podflow's flow templates and a few sample biflows with distinctive values, encoded with
 //!   proto-ipfix exactly as the probe exports them.
-//! - [`binaries`]: podflow's own programs (`podflow-exporter`), built with the running test's profile.
+//! - [`binaries`]: podflow's own programs (`podflow-exporter`, `podflow-collector`), built with the running
+//!   test's profile.
+//! - [`collector`]: `podflow-collector` receiving from an exporter under test: its `/metrics` polled until
+//!   it has counted what was sent, then stopped and its NDJSON documents read.
 //! - [`expect`]: field-by-field comparison that reports every mismatch, and calendar formatting of times.
 //! - [`pcapgen`]: a deterministic pcap generator (TCP, UDP, ICMP over IPv4 and IPv6) whose flows, packets and
 //!   octets are known exactly; `podflow-gen-pcap` is its command line.
@@ -15,6 +18,7 @@
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 
 pub mod binaries;
+pub mod collector;
 pub mod expect;
 pub mod exported;
 pub mod flows;
