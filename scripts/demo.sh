@@ -30,11 +30,14 @@ s = json.load(open(sys.argv[1]))
 print(f"   {s['flows']} flows, {s['packets']} packets, {s['octets']} IP octets")
 EOF
 
+scripts/demo-inventory.py "$work/inventory.yaml"
+
 echo
-echo "== 2-3. podflow-exporter -> IPFIX over UDP -> podflow-collector -> ECS NDJSON"
+echo "== 2-3. podflow-exporter -> IPFIX over UDP -> podflow-collector (with a cluster inventory) -> ECS NDJSON"
 port=$((20000 + RANDOM % 20000))
 mport=$((port + 1))
 "$bin/podflow-collector" --listen "127.0.0.1:$port" --ndjson "$work/flows.ndjson" \
+  --inventory "$work/inventory.yaml" --cluster-name demo \
   --metrics-listen "127.0.0.1:$mport" 2>"$work/collector.log" &
 collector_pid=$!
 metric() { curl -fs "http://127.0.0.1:$mport/metrics" 2>/dev/null | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
@@ -51,7 +54,7 @@ cat "$work/collector.log"
 
 echo
 echo "== 4. one ECS document (Kibana's Security app reads these as they are):"
-head -n 1 "$work/flows.ndjson" | python3 -m json.tool | head -n 60
+grep -m1 '"kubernetes"' "$work/flows.ndjson" | python3 -m json.tool
 python3 - "$work/summary.json" "$work/flows.ndjson" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
@@ -63,6 +66,12 @@ print(f"   documents {len(docs)} (generated flows {s['flows']}), packets {packet
 if (len(docs), packets, octets) != (s["flows"], s["packets"], s["octets"]):
     sys.exit("   MISMATCH between the documents and the generated capture")
 print("   every flow, packet and octet of the capture is accounted for")
+by = {}
+for d in docs:
+    k = d["source"].get("kubernetes", {})
+    w = k.get("namespace", "") + "/" + k.get("workload", {}).get("name", "") if k else "outside the cluster"
+    by[w] = by.get(w, 0) + d["network"]["bytes"]
+print("   bytes by client workload: " + ", ".join(f"{w} {b}" for w, b in sorted(by.items())))
 EOF
 
 cid=exporter/tests/data/community-id
