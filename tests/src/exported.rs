@@ -218,25 +218,67 @@ impl Receiver {
     }
 }
 
-/// The message count from podflow-exporter's closing line
-/// (`podflow-exporter: N packets (S skipped), F flows exported as R records in M messages`).
-pub fn summary_messages(stderr: &str) -> anyhow::Result<usize> {
+/// podflow-exporter's closing line
+/// (`podflow-exporter: N packets (S skipped), F flows exported as R records in M messages[; ...]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExporterSummary {
+    /// Packets read.
+    pub packets: u64,
+    /// Flows exported.
+    pub flows: u64,
+    /// IPFIX records written.
+    pub records: u64,
+    /// IPFIX messages written.
+    pub messages: u64,
+}
+
+/// Parses podflow-exporter's closing line from its stderr; text after the message count is ignored.
+pub fn exporter_summary(stderr: &str) -> anyhow::Result<ExporterSummary> {
     let line = stderr
         .lines()
         .rev()
         .find(|l| l.contains(" flows exported as "))
         .with_context(|| format!("podflow-exporter printed no summary line:\n{stderr}"))?;
-    let count = line
-        .strip_suffix(" messages")
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("unexpected summary line: {line}"))?;
-    Ok(count)
+    let words: Vec<&str> = line.split([' ', ';', ',']).filter(|w| !w.is_empty()).collect();
+    // The number before each keyword.
+    let before = |keyword: &str| -> Option<u64> {
+        let i = words.iter().position(|w| *w == keyword)?;
+        words.get(i.checked_sub(1)?)?.parse().ok()
+    };
+    let parsed = (|| {
+        Some(ExporterSummary {
+            packets: before("packets")?,
+            flows: before("flows")?,
+            records: before("records")?,
+            messages: before("messages")?,
+        })
+    })();
+    parsed.with_context(|| format!("unexpected summary line: {line}"))
+}
+
+/// The message count from podflow-exporter's closing line.
+pub fn summary_messages(stderr: &str) -> anyhow::Result<usize> {
+    Ok(exporter_summary(stderr)?.messages as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_line_parses_with_or_without_trailing_text() {
+        let plain = "podflow-exporter: 42955 packets (0 skipped), 4000 flows exported as 4001 records in 333 messages";
+        let want = ExporterSummary {
+            packets: 42955,
+            flows: 4000,
+            records: 4001,
+            messages: 333,
+        };
+        assert_eq!(exporter_summary(plain).unwrap(), want);
+        let longer = format!("noise\n{plain}; at most 4000 flows held at once\n");
+        assert_eq!(exporter_summary(&longer).unwrap(), want);
+        assert!(exporter_summary("podflow-exporter: 1 flows exported as x records").is_err());
+    }
 
     #[test]
     fn summary_line_is_parsed() {

@@ -635,23 +635,13 @@ fn podflow(uniflow: bool) -> anyhow::Result<()> {
             Ok(cmd)
         },
         |out| {
-            // "podflow-exporter: 42955 packets (0 skipped), 4000 flows exported as 4000 records in 333 messages"
-            let log = String::from_utf8_lossy(&out.stderr);
-            let line = log
-                .lines()
-                .find(|l| l.contains(" records in "))
-                .context("no closing line")?;
-            let (_, rest) = line.split_once(" exported as ").context("no record count")?;
-            let (sent, rest) = rest.split_once(" records in ").context("no record count")?;
-            let messages = rest.strip_suffix(" messages").context("no message count")?;
-            ensure!(
-                sent.parse::<u64>()? == records,
-                "exported {sent} records, generated {records}"
-            );
+            let summary = podflow_e2e::exported::exporter_summary(&String::from_utf8_lossy(&out.stderr))?;
+            let (sent, messages) = (summary.records, summary.messages);
+            ensure!(sent == records, "exported {sent} records, generated {records}");
             Ok(Expect {
                 protocol: "ipfix",
                 records,
-                datagrams: Some(messages.parse()?),
+                datagrams: Some(messages),
                 sequence_numbers_hold: true,
             })
         },
