@@ -1,12 +1,10 @@
 //! The collector's self metrics (Prometheus text format) and the HTTP endpoint serving them with
 //! `/healthz`. Pipeline stages publish their counters once per batch; the HTTP thread renders them.
 
+use podflow_telemetry::family;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 /// Counters of one exporter (address, protocol).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,154 +62,137 @@ impl Metrics {
     pub fn render(&self) -> String {
         let s = self.lock().clone();
         let mut o = String::with_capacity(4096);
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {v}");
-            }
-        };
         let per_exporter = |pick: fn(&ExporterCounters) -> u64| {
             s.exporters
                 .iter()
-                .map(|((e, p), c)| (format!("{{exporter=\"{}\",protocol=\"{p}\"}}", esc(e)), pick(c)))
+                .map(|((e, p), c)| {
+                    (
+                        format!(
+                            "{{exporter=\"{}\",protocol=\"{p}\"}}",
+                            podflow_telemetry::escape(e)
+                        ),
+                        pick(c),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         family(
+            &mut o,
             "podflow_collector_datagrams_total",
             "counter",
             "Datagrams decoded, by exporter.",
             per_exporter(|c| c.datagrams),
         );
         family(
+            &mut o,
             "podflow_collector_records_total",
             "counter",
             "Flow records decoded, by exporter.",
             per_exporter(|c| c.records),
         );
         family(
+            &mut o,
             "podflow_collector_lost_records_total",
             "counter",
             "Records missing by sequence numbers (IPFIX and NetFlow v5), by exporter.",
             per_exporter(|c| c.lost_records),
         );
         family(
+            &mut o,
             "podflow_collector_lost_datagrams_total",
             "counter",
             "Export datagrams missing by sequence numbers (NetFlow v9 numbers datagrams, not records), by exporter.",
             per_exporter(|c| c.lost_datagrams),
         );
         family(
+            &mut o,
             "podflow_collector_template_misses_total",
             "counter",
             "Data sets whose template was unknown, by exporter.",
             per_exporter(|c| c.template_misses),
         );
         family(
+            &mut o,
             "podflow_collector_decode_errors_total",
             "counter",
             "Parts of datagrams that could not be decoded, by reason.",
             s.decode_errors
                 .iter()
-                .map(|(r, v)| (format!("{{reason=\"{}\"}}", esc(r)), *v))
-                .collect(),
+                .map(|(r, v)| (format!("{{reason=\"{}\"}}", podflow_telemetry::escape(r)), *v))
+                .collect::<Vec<_>>(),
         );
         family(
+            &mut o,
             "podflow_collector_dropped_datagrams_total",
             "counter",
             "Datagrams dropped before decoding: 'kernel' socket overruns, 'behind' decoding too slow.",
             s.dropped_datagrams
                 .iter()
                 .map(|(w, v)| (format!("{{where=\"{w}\"}}"), *v))
-                .collect(),
+                .collect::<Vec<_>>(),
         );
         family(
+            &mut o,
             "podflow_collector_dropped_records_total",
             "counter",
             "Decoded records dropped because enrichment and sinks fell behind.",
             vec![(String::new(), s.dropped_records)],
         );
         family(
+            &mut o,
             "podflow_collector_queue_depth",
             "gauge",
             "Records waiting for enrichment and sinks.",
             vec![(String::new(), s.queue_depth)],
         );
         family(
+            &mut o,
             "podflow_collector_enrichment_misses_total",
             "counter",
             "Endpoint lookups that found no Kubernetes object (outside the cluster or unknown).",
             vec![(String::new(), s.enrichment_misses)],
         );
         family(
+            &mut o,
             "podflow_collector_duplicate_flows_total",
             "counter",
             "Flows already reported by another observer, counted once.",
             vec![(String::new(), s.duplicates)],
         );
         family(
+            &mut o,
             "podflow_collector_nat_events_total",
             "counter",
             "NAT event records consumed.",
             vec![(String::new(), s.nat_events)],
         );
         family(
+            &mut o,
             "podflow_collector_documents_total",
             "counter",
             "Documents written, by sink.",
             s.documents
                 .iter()
                 .map(|(k, v)| (format!("{{sink=\"{k}\"}}"), *v))
-                .collect(),
+                .collect::<Vec<_>>(),
         );
         family(
+            &mut o,
             "podflow_collector_sink_failures_total",
             "counter",
             "Documents a sink dropped or failed, by sink and reason.",
             s.sink_failures
                 .iter()
                 .map(|((k, r), v)| (format!("{{sink=\"{k}\",reason=\"{r}\"}}"), *v))
-                .collect(),
+                .collect::<Vec<_>>(),
         );
         o
     }
 }
 
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 /// Serves `/metrics` and `/healthz` on `addr` from a background thread; returns the bound address.
 pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let _ = answer(conn, &metrics);
-            }
-        })?;
-    Ok(bound)
-}
-
-fn answer(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = match path {
-        "/metrics" => ("200 OK", metrics.render()),
-        "/healthz" => ("200 OK", "ok\n".to_string()),
-        _ => (
-            "404 Not Found",
-            "podflow-collector serves /metrics and /healthz\n".to_string(),
-        ),
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    podflow_telemetry::serve(addr, "podflow-collector", move || metrics.render())
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@
 //! packet; the HTTP thread renders it on request.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+
+use podflow_telemetry::family;
 
 use crate::export::SendStats;
 use crate::flow::EndReason;
@@ -87,17 +86,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let s = self.lock().clone();
         let mut o = String::with_capacity(4096);
-        let fam = |o: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {v}");
-            }
-        };
         let one = |v: u64| vec![(String::new(), v)];
         let by = |key: &str, items: Vec<(String, u64)>| {
             items
                 .into_iter()
-                .map(|(l, v)| (format!("{{{key}=\"{}\"}}", esc(&l)), v))
+                .map(|(l, v)| (format!("{{{key}=\"{}\"}}", podflow_telemetry::escape(&l)), v))
                 .collect::<Vec<_>>()
         };
         let skipped = SKIP_REASONS
@@ -117,145 +110,111 @@ impl Metrics {
                 .map(|c| (c.collector.clone(), pick(c)))
                 .collect()
         };
-        fam(
+        family(
             &mut o,
             "podflow_exporter_packets_total",
             "counter",
             "Packets read from interfaces or the capture file.",
-            &one(s.packets),
+            one(s.packets),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_packets_skipped_total",
             "counter",
             "Packets not counted into a flow, by reason.",
-            &by("reason", skipped),
+            by("reason", skipped),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_kernel_dropped_packets_total",
             "counter",
             "Packets the kernel dropped because the capture buffer was full, by interface.",
-            &by("interface", kernel(|k| k.dropped)),
+            by("interface", kernel(|k| k.dropped)),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_interface_dropped_packets_total",
             "counter",
             "Packets the interface or its driver dropped, by interface.",
-            &by("interface", kernel(|k| k.if_dropped)),
+            by("interface", kernel(|k| k.if_dropped)),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_capture_interfaces",
             "gauge",
             "Interfaces being captured.",
-            &one(s.interfaces),
+            one(s.interfaces),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_active_flows",
             "gauge",
             "Flows in the flow table.",
-            &one(s.active_flows),
+            one(s.active_flows),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_flows_exported_total",
             "counter",
             "Flows exported, by IPFIX flowEndReason.",
-            &by("reason", exported),
+            by("reason", exported),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_orphan_fragments_total",
             "counter",
             "Later IP fragments whose first fragment was not seen.",
-            &one(s.orphan_fragments),
+            one(s.orphan_fragments),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_records_total",
             "counter",
             "IPFIX data records written.",
-            &one(s.records),
+            one(s.records),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_messages_total",
             "counter",
             "IPFIX messages written.",
-            &one(s.messages),
+            one(s.messages),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_encode_errors_total",
             "counter",
             "Flows that could not be encoded.",
-            &one(s.encode_errors),
+            one(s.encode_errors),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_sent_messages_total",
             "counter",
             "IPFIX messages sent, by collector.",
-            &by("collector", sent(|c| c.messages)),
+            by("collector", sent(|c| c.messages)),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_sent_bytes_total",
             "counter",
             "Octets of IPFIX messages sent, by collector.",
-            &by("collector", sent(|c| c.octets)),
+            by("collector", sent(|c| c.octets)),
         );
-        fam(
+        family(
             &mut o,
             "podflow_exporter_send_errors_total",
             "counter",
             "Failed sends, by collector.",
-            &by("collector", sent(|c| c.errors)),
+            by("collector", sent(|c| c.errors)),
         );
         o
     }
 }
 
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 /// Serves `/metrics` and `/healthz` on `addr` from a background thread; returns the bound address.
 pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                // A slow or broken client only costs its own request.
-                let _ = answer(conn, &metrics);
-            }
-        })?;
-    Ok(bound)
-}
-
-fn answer(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = match path {
-        "/metrics" => ("200 OK", metrics.render()),
-        "/healthz" => ("200 OK", "ok\n".to_string()),
-        _ => (
-            "404 Not Found",
-            "podflow-exporter serves /metrics and /healthz\n".to_string(),
-        ),
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    podflow_telemetry::serve(addr, "podflow-exporter", move || metrics.render())
 }
 
 #[cfg(test)]
