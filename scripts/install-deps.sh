@@ -7,9 +7,9 @@
 set -euo pipefail
 mode=${1:-test}
 
-build_pkgs=(libpcap-dev pkg-config)
-test_pkgs=(tshark nfdump softflowd pmacct python3 python3-ipfix tcpreplay conntrack iproute2 iptables
-  prometheus valgrind)
+build_pkgs=(libpcap-dev pkg-config curl python3)
+test_pkgs=(tshark nfdump softflowd pmacct python3-ipfix tcpreplay conntrack iproute2 iptables
+  prometheus valgrind g++ time)
 
 case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;
