@@ -1,11 +1,17 @@
 //! The probe's engine: packets in, IPFIX out. One engine runs on one thread; capture sources feed it
 //! parsed packets with their capture time, and it owns the flow table, the writer and the collectors.
+//!
+//! With conntrack ([`Engine::with_conntrack`]) the engine also owns the table of translated connections:
+//! capture sources call [`Engine::sync_conntrack`] before handing over each batch of packets, a
+//! translated connection's reply packets are folded into its original biflow before the flow table
+//! sees them, and exported flows carry their connection's translation.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::conntrack::{Connection, Conntrack, NatEvent};
 use crate::export::{Collectors, IpfixWriter};
 use crate::flow::{EndReason, Expired, FlowTable};
-use crate::metrics::{Metrics, State};
+use crate::metrics::{ConntrackState, Metrics, State};
 use crate::parse::{self, LinkType, PacketInfo, Skip};
 
 /// How often counters are published to the metrics, in milliseconds of the engine's clock.
@@ -33,6 +39,16 @@ pub struct Engine {
     collectors: Collectors,
     metrics: Metrics,
     batch: Vec<Expired>,
+    /// Conntrack learning, when it runs.
+    conntrack: Option<Conntrack>,
+    /// Conntrack was asked for (it may have failed to start, or stopped).
+    conntrack_wanted: bool,
+    /// The translation of each flow of `batch` (conntrack only).
+    nat: Vec<Option<Connection>>,
+    /// NAT events to write with the next batch.
+    nat_events: Vec<NatEvent>,
+    /// Conntrack counters of the engine's own: packets folded, flows by resolution.
+    nat_state: ConntrackState,
     /// Counters not yet published.
     local: State,
     totals: Totals,
@@ -49,10 +65,34 @@ impl Engine {
             collectors,
             metrics,
             batch: Vec::new(),
+            conntrack: None,
+            conntrack_wanted: false,
+            nat: Vec::new(),
+            nat_events: Vec::new(),
+            nat_state: ConntrackState::default(),
             local: State::default(),
             totals: Totals::default(),
             now: 0,
             next_publish: 0,
+        }
+    }
+
+    /// Learns translations from conntrack (`--conntrack`); `None` when it was asked for but could not
+    /// start: flows are then exported without translation and counted as unresolved.
+    pub fn with_conntrack(mut self, conntrack: Option<Conntrack>) -> Self {
+        self.conntrack_wanted = true;
+        self.nat_state.up = conntrack.is_some();
+        self.conntrack = conntrack;
+        self
+    }
+
+    /// Reads the conntrack events available now (`now`: wall clock, Unix milliseconds). Capture sources
+    /// call it before handing over a batch: the kernel queues a connection's events before the
+    /// connection's translated packets go on, so every packet of the batch then finds its connection.
+    pub fn sync_conntrack(&mut self, now: u64) {
+        if let Some(ct) = &mut self.conntrack {
+            ct.sync(now);
+            self.nat_state.up = !ct.failed();
         }
     }
 
@@ -74,6 +114,14 @@ impl Engine {
 
     /// Counts one parsed packet captured at `ts_ms`.
     pub fn packet(&mut self, p: &PacketInfo, ts_ms: u64) {
+        let folded = match &mut self.conntrack {
+            Some(ct) => ct.fold(p, ts_ms),
+            None => None,
+        };
+        if folded.is_some() {
+            self.nat_state.folded_packets += 1;
+        }
+        let p = folded.as_ref().unwrap_or(p);
         let batch = &mut self.batch;
         self.table.packet(p, ts_ms, &mut |e| batch.push(e));
         self.advance(ts_ms);
@@ -86,6 +134,7 @@ impl Engine {
 
     /// Lets time pass without packets (live capture): timeouts, template refresh, metrics.
     pub fn tick(&mut self, now: u64) {
+        self.sync_conntrack(now);
         let batch = &mut self.batch;
         self.table.tick(now, &mut |e| batch.push(e));
         self.advance(now);
@@ -98,7 +147,7 @@ impl Engine {
 
     fn advance(&mut self, now: u64) {
         self.now = self.now.max(now);
-        if !self.batch.is_empty() {
+        if !self.batch.is_empty() || self.conntrack.as_ref().is_some_and(Conntrack::has_events) {
             self.send_batch();
         }
         if self.now >= self.next_publish {
@@ -112,10 +161,33 @@ impl Engine {
             self.local.exported(e.reason, 1);
         }
         self.totals.flows += self.batch.len() as u64;
+        self.resolve();
         let collectors = &mut self.collectors;
         self.writer
-            .write(&self.batch, self.now, &mut |m| collectors.send(m));
+            .write_all(&self.batch, &self.nat, &self.nat_events, self.now, &mut |m| {
+                collectors.send(m)
+            });
         self.batch.clear();
+        self.nat.clear();
+        self.nat_events.clear();
+    }
+
+    /// Finds the translation of each flow of the batch, and takes the NAT events due.
+    fn resolve(&mut self) {
+        self.nat.clear();
+        let flows = &mut self.nat_state.flows;
+        match &mut self.conntrack {
+            Some(ct) if !ct.failed() => {
+                for e in &self.batch {
+                    let t = ct.translation_of(e);
+                    flows[usize::from(t.is_none())] += 1;
+                    self.nat.push(t);
+                }
+                ct.take_events(&mut self.nat_events);
+            }
+            _ if self.conntrack_wanted => flows[2] += self.batch.len() as u64,
+            _ => {}
+        }
     }
 
     /// Ends every flow with `reason` (end of file: forced end; shutdown likewise) and sends them.
@@ -150,6 +222,13 @@ impl Engine {
         m.messages = w.messages;
         m.encode_errors = w.encode_errors;
         m.collectors = self.collectors.stats().cloned().collect();
+        if self.conntrack_wanted {
+            let mut c = self.nat_state.clone();
+            if let Some(ct) = &self.conntrack {
+                c.stats = ct.stats();
+            }
+            m.conntrack = Some(c);
+        }
         drop(m);
         self.local = State::default();
     }
@@ -167,3 +246,6 @@ pub fn wall_ms() -> u64 {
 pub fn ts_ms(sec: i64, usec: i64) -> u64 {
     u64::try_from(sec.saturating_mul(1000).saturating_add(usec / 1000)).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;
