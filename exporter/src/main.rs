@@ -149,6 +149,11 @@ struct ProbeArgs {
     #[arg(long, value_name = "N", default_value_t = 262_144)]
     conntrack_max: usize,
 
+    /// While translated connections older than the probe are open, a conntrack dump this often finds
+    /// those that ended: the kernel sends no events for connections that began before anyone listened.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    conntrack_sweep: u64,
+
     /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address,
     /// e.g. 0.0.0.0:9477.
     #[arg(long, value_name = "ADDR")]
@@ -233,6 +238,12 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
         max_flows: a.max_flows.max(1),
         ..TableConfig::default()
     };
+    // Before the export settings: the NAT templates are announced only when conntrack runs.
+    let conntrack = if a.conntrack {
+        start_conntrack(&a, &table)
+    } else {
+        None
+    };
     let export = ExportConfig {
         observation_domain: a.observation_domain_id,
         max_message_size: a.mtu,
@@ -244,16 +255,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
             node_name: a.observer_node_name.filter(|s| !s.is_empty()),
         },
         template_refresh_ms: secs(a.template_refresh),
-        nat: false,
-    };
-    let conntrack = if a.conntrack {
-        start_conntrack(a.conntrack_buffer, a.conntrack_max, &table)
-    } else {
-        None
-    };
-    let export = ExportConfig {
         nat: conntrack.is_some(),
-        ..export
     };
     let writer = IpfixWriter::new(export).context("export settings")?;
     let collectors = Collectors::connect(&a.collectors)?;
@@ -298,18 +300,22 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
 
 /// Opens conntrack and takes the first dump; on failure prints the one warning and returns `None`: the
 /// probe goes on without NAT resolution.
-fn start_conntrack(buffer_kib: usize, max_entries: usize, table: &TableConfig) -> Option<Conntrack> {
+fn start_conntrack(a: &ProbeArgs, table: &TableConfig) -> Option<Conntrack> {
     let limits = TableLimits {
-        max_entries: max_entries.max(1),
+        max_entries: a.conntrack_max.max(1),
         // A destroyed connection's flows can still be open for an idle timeout (or a TCP linger).
         grace_ms: table
             .idle_timeout_ms
             .max(table.tcp_linger_ms)
             .saturating_add(5_000),
     };
-    let started = NetlinkSource::open(buffer_kib.saturating_mul(1024)).and_then(|source| {
+    let started = NetlinkSource::open(a.conntrack_buffer.saturating_mul(1024)).and_then(|source| {
         let buffer = source.receive_buffer();
-        Conntrack::start(Box::new(source), limits, wall_ms()).map(|ct| (ct, buffer))
+        let ct = Conntrack::start(Box::new(source), limits, wall_ms())?;
+        Ok((
+            ct.with_sweep_interval(a.conntrack_sweep.saturating_mul(1000)),
+            buffer,
+        ))
     });
     match started {
         Ok((ct, buffer)) => {

@@ -248,7 +248,7 @@ impl Metrics {
                 )
             };
             type Family<'a> = (&'a str, &'a str, &'a str, Vec<(String, u64)>);
-            let families: [Family<'_>; 13] = [
+            let families: [Family<'_>; 14] = [
                 (
                     "podflow_exporter_conntrack_up",
                     "gauge",
@@ -290,6 +290,12 @@ impl Metrics {
                     "counter",
                     "Full conntrack dumps taken to resynchronise after dropped events.",
                     one(st.resyncs),
+                ),
+                (
+                    "podflow_exporter_conntrack_sweeps_total",
+                    "counter",
+                    "Conntrack dumps taken to find connections older than the probe that ended (the kernel sends no events for them).",
+                    one(st.sweeps),
                 ),
                 (
                     "podflow_exporter_conntrack_dump_errors_total",

@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::conntrack::{Connection, Conntrack, NatEvent};
+use crate::conntrack::{self, Connection, Conntrack, NatEvent};
 use crate::export::{Collectors, IpfixWriter};
 use crate::flow::{EndReason, Expired, FlowTable};
 use crate::metrics::{ConntrackState, Metrics, State};
@@ -178,8 +178,11 @@ impl Engine {
         let flows = &mut self.nat_state.flows;
         match &mut self.conntrack {
             Some(ct) if !ct.failed() => {
-                for e in &self.batch {
+                for e in &mut self.batch {
                     let t = ct.translation_of(e);
+                    if let Some(c) = &t {
+                        conntrack::orient(e, c);
+                    }
                     flows[usize::from(t.is_none())] += 1;
                     self.nat.push(t);
                 }

@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 
-use crate::flow::Expired;
+use crate::flow::{Expired, Side};
 use crate::parse::{Fragment, PacketInfo};
 pub use decode::{Decoded, EventKind};
 pub use netlink::{NetlinkSource, OpenError};
@@ -186,6 +186,8 @@ pub struct ConntrackStats {
     pub overruns: u64,
     /// Full dumps taken to resynchronise after lost events.
     pub resyncs: u64,
+    /// Full dumps taken to find which connections older than the probe ended (no event says so).
+    pub sweeps: u64,
     /// Dumps that failed.
     pub dump_errors: u64,
     /// NAT events produced, create and delete.
@@ -195,6 +197,9 @@ pub struct ConntrackStats {
     /// Translated connections not held because the table was full.
     pub table_full: u64,
 }
+
+/// Default interval of sweeps for connections older than the probe, in milliseconds.
+pub const DEFAULT_SWEEP_MS: u64 = 60_000;
 
 /// Most later fragments' address rewrites remembered at once.
 const MAX_FRAGMENTS: usize = 4096;
@@ -212,6 +217,10 @@ pub struct Conntrack {
     stats: ConntrackStats,
     pending: Vec<NatEvent>,
     failed: Option<String>,
+    /// How often connections known only from dumps are looked for in a new dump, in milliseconds.
+    sweep_ms: u64,
+    /// When the last dump was taken.
+    last_dump_ms: u64,
     /// Later fragments of folded first fragments: (src, dst, proto, id) as captured -> rewritten
     /// (src, dst) and when it was seen.
     fragments: HashMap<FragmentKey, (IpAddr, IpAddr, u64)>,
@@ -227,15 +236,26 @@ impl Conntrack {
             stats: ConntrackStats::default(),
             pending: Vec::new(),
             failed: None,
+            sweep_ms: DEFAULT_SWEEP_MS,
+            last_dump_ms: now,
             fragments: HashMap::new(),
         };
         ct.dump(now)
             .map_err(OpenError::classify("dumping the conntrack table"))?;
+        ct.refresh_stats();
         Ok(ct)
     }
 
+    /// Sets how often, while connections older than the probe are held, a dump looks for those that
+    /// ended: the kernel sends no event for connections that began before anyone listened.
+    pub fn with_sweep_interval(mut self, ms: u64) -> Self {
+        self.sweep_ms = ms.max(1);
+        self
+    }
+
     /// Reads every event available now into the table; after lost events, resynchronises with a full
-    /// dump. Also forgets destroyed connections whose grace period is over.
+    /// dump. Also forgets destroyed connections whose grace period is over, and sweeps (see
+    /// [`with_sweep_interval`](Self::with_sweep_interval)).
     pub fn sync(&mut self, now: u64) {
         if self.failed.is_some() {
             return;
@@ -262,15 +282,30 @@ impl Conntrack {
                 self.failed = Some(e.to_string());
             }
         }
+        if now.saturating_sub(self.last_dump_ms) >= self.sweep_ms {
+            self.last_dump_ms = now;
+            if self.table.has_silent() {
+                self.stats.sweeps += 1;
+                if let Err(e) = self.dump(now) {
+                    self.stats.dump_errors += 1;
+                    eprintln!("podflow-exporter: conntrack sweep failed: {e}");
+                }
+            }
+        }
         self.table.expire(now);
         self.fragments
             .retain(|_, (_, _, seen)| now.saturating_sub(*seen) < FRAGMENT_MS);
+        self.refresh_stats();
+    }
+
+    fn refresh_stats(&mut self) {
         self.stats.entries = self.table.len() as u64;
         self.stats.table_full = self.table.stats().full;
     }
 
     /// A full dump: connections not in it have ended while events were lost.
     fn dump(&mut self, now: u64) -> io::Result<()> {
+        self.last_dump_ms = now;
         self.table.begin_resync();
         let (table, stats, pending) = (&mut self.table, &mut self.stats, &mut self.pending);
         let result = self.source.dump(&mut |datagram| {
@@ -337,6 +372,23 @@ impl Conntrack {
     pub fn stats(&self) -> ConntrackStats {
         self.stats
     }
+}
+
+/// Makes a flow's initiator the connection's original source when the flow table could only guess it
+/// (a flow seen from the middle, without its SYN): conntrack saw the connection open.
+pub fn orient(e: &mut Expired, c: &Connection) {
+    if e.flow.initiator_sure {
+        return;
+    }
+    let side = if e.key.sender(Side::LoHi) == (c.orig.src, c.orig.sport) {
+        Side::LoHi
+    } else if e.key.sender(Side::HiLo) == (c.orig.src, c.orig.sport) {
+        Side::HiLo
+    } else {
+        return;
+    };
+    e.flow.initiator = Some(side);
+    e.flow.initiator_sure = true;
 }
 
 fn push_event(stats: &mut ConntrackStats, pending: &mut Vec<NatEvent>, e: NatEvent) {

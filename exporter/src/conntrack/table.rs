@@ -50,6 +50,10 @@ struct Entry {
     destroyed_ms: Option<u64>,
     /// The resync generation that last saw the connection.
     generation: u32,
+    /// An event named the connection. The kernel sends no events for connections that began before
+    /// any listener subscribed (`nf_conntrack_events` = 2, the default): those are only known from
+    /// dumps, and only a later dump shows that they ended.
+    heard: bool,
 }
 
 /// Translated connections by original tuple and by reply tuple.
@@ -115,11 +119,13 @@ impl ConntrackTable {
             return;
         }
         let generation = self.generation;
+        let heard = kind != EventKind::Dump;
         match kind {
             EventKind::New | EventKind::Update | EventKind::Dump => {
                 if let Some(e) = self.by_orig.get_mut(&conn.orig) {
                     if e.destroyed_ms.is_none() && (e.conn.id == conn.id || conn.id == 0) {
                         e.generation = generation;
+                        e.heard |= heard;
                         let old_reply = e.conn.reply;
                         e.conn.status = conn.status;
                         e.conn.mark = conn.mark;
@@ -138,7 +144,7 @@ impl ConntrackTable {
                     self.remove(&conn.orig);
                 }
                 if self.make_room(now) {
-                    self.insert(*conn, None);
+                    self.insert(*conn, None, heard);
                     out(nat_event(NatEventKind::Create, *conn, now));
                 } else {
                     self.stats.full += 1;
@@ -155,7 +161,7 @@ impl ConntrackTable {
                 None => {
                     // Never seen alive (it was lost to a full table or buffer): keep it for its flows.
                     if self.make_room(now) {
-                        self.insert(*conn, Some(now));
+                        self.insert(*conn, Some(now), true);
                         self.destroyed.push_back((now, conn.orig, conn.id));
                     } else {
                         self.stats.full += 1;
@@ -166,7 +172,7 @@ impl ConntrackTable {
         }
     }
 
-    fn insert(&mut self, conn: Connection, destroyed_ms: Option<u64>) {
+    fn insert(&mut self, conn: Connection, destroyed_ms: Option<u64>, heard: bool) {
         self.by_reply.insert(conn.reply, conn.orig);
         self.by_orig.insert(
             conn.orig,
@@ -174,8 +180,16 @@ impl ConntrackTable {
                 conn,
                 destroyed_ms,
                 generation: self.generation,
+                heard,
             },
         );
+    }
+
+    /// True when some live connection is known from dumps only: no event will say when it ends.
+    pub fn has_silent(&self) -> bool {
+        self.by_orig
+            .values()
+            .any(|e| !e.heard && e.destroyed_ms.is_none())
     }
 
     fn remove(&mut self, orig: &Tuple) {

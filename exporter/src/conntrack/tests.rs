@@ -386,7 +386,7 @@ fn the_startup_dump_covers_older_connections() {
     ct.take_events(&mut events);
     assert_eq!(events.len(), 1);
     assert_eq!((events[0].kind, events[0].time_ms), (NatEventKind::Create, 100));
-    assert_eq!(ct.stats().dumped, 1);
+    assert_eq!((ct.stats().dumped, ct.stats().entries), (1, 1));
     assert!(ct.fold(&packet(BACKEND, 8080, CLIENT, 1), 100).is_some());
 }
 
@@ -483,4 +483,42 @@ fn later_fragments_follow_their_folded_first_fragment() {
         ..later
     };
     assert_eq!(ct.fold(&other, 3), None);
+}
+
+#[test]
+fn connections_older_than_the_probe_are_swept_when_they_end() {
+    // The kernel sends no event for a connection that began before anyone listened: only dumps know it.
+    let fake = Fake {
+        dump: vec![message(EventKind::Dump, &dnat(1, 1))],
+        ..Fake::default()
+    };
+    let mut ct = Conntrack::start(Box::new(fake), limits(), 0)
+        .unwrap()
+        .with_sweep_interval(1_000);
+    ct.sync(999);
+    assert_eq!(ct.stats().sweeps, 0);
+    // It ended: the next dump no longer lists it. Meanwhile another connection was heard of.
+    ct.source = Box::new(Fake {
+        events: VecDeque::from([message(EventKind::New, &dnat(2, 2))]),
+        ..Fake::default()
+    });
+    ct.sync(1_000);
+    assert_eq!(ct.stats().sweeps, 1);
+    let mut events = Vec::new();
+    ct.take_events(&mut events);
+    let mut got: Vec<_> = events.iter().map(|e| (e.kind, e.conn.id)).collect();
+    // The sweep's dump is complete and lists neither: 2 was heard of, yet absent, so it ended too.
+    got[2..].sort_by_key(|&(_, id)| id);
+    assert_eq!(
+        got,
+        [
+            (NatEventKind::Create, 1),
+            (NatEventKind::Create, 2),
+            (NatEventKind::Delete, 1),
+            (NatEventKind::Delete, 2)
+        ]
+    );
+    // Nothing silent is left: no more sweeps.
+    ct.sync(5_000);
+    assert_eq!(ct.stats().sweeps, 1);
 }

@@ -183,3 +183,21 @@ fn without_conntrack_the_replies_are_their_own_flow_and_flows_count_as_unresolve
     let (_, metrics) = run(None, &service_connection());
     assert!(metrics.lock().conntrack.is_none());
 }
+
+#[test]
+fn a_connection_seen_from_its_middle_is_oriented_by_conntrack() {
+    // No SYN: the backend's ACK happens to reach the engine first, so the flow table guesses the
+    // ClusterIP side opened the flow; conntrack knows the client did.
+    let packets = [
+        pkt(BACKEND, 8080, CLIENT, 40000, 0x10),
+        pkt(CLIENT, 40000, VIP, 80, 0x18),
+    ];
+    let (rows, _) = run(Some(Some(conntrack())), &packets);
+    let (_, svc) = rows.0.iter().find(|(t, _)| *t == 260).unwrap();
+    assert_eq!(get(svc, 8, 0).unwrap(), [198, 18, 1, 2]);
+    assert_eq!((uint(svc, 7, 0), uint(svc, 11, 0)), (40000, 80));
+    assert_eq!((uint(svc, 227, 0), uint(svc, 228, 0)), (40000, 8080));
+    // Without conntrack the guess stands.
+    let (rows, _) = run(None, &packets);
+    assert_eq!(get(&rows.0[0].1, 8, 0).unwrap(), [198, 18, 2, 2]);
+}
