@@ -6,7 +6,7 @@
 //! a busy node. Translated ones are parsed with `netlink-packet-netfilter`.
 
 use netlink_packet_core::{
-    NLM_F_CREATE, NLM_F_MULTIPART, NetlinkBuffer, NetlinkMessage, NetlinkPayload, NlasIterator,
+    NLM_F_CREATE, NLM_F_MULTIPART, NetlinkBuffer, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
 };
 use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple};
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
@@ -170,12 +170,12 @@ fn parse_connection(msg: &[u8]) -> Option<Connection> {
             ConntrackAttribute::CtaStatus(s) => status = s.bits(),
             ConntrackAttribute::CtaMark(m) => mark = *m,
             // netlink-packet-netfilter 0.4 leaves CTA_ID (a big-endian u32) unparsed.
-            ConntrackAttribute::Other(nla) if netlink_packet_core::Nla::kind(nla) == CTA_ID => {
+            ConntrackAttribute::Other(nla) if nla.kind() == CTA_ID => {
                 let mut v = [0u8; 4];
-                if netlink_packet_core::Nla::value_len(nla) != 4 {
+                if nla.value_len() != 4 {
                     return None;
                 }
-                netlink_packet_core::Nla::emit_value(nla, &mut v);
+                nla.emit_value(&mut v);
                 id = u32::from_be_bytes(v);
             }
             _ => {}

@@ -136,6 +136,10 @@ impl ConntrackTable {
                         }
                         return;
                     }
+                    if e.destroyed_ms.is_some() && e.conn.id == conn.id && conn.id != 0 {
+                        // A late event of a connection already found ended (read after a resync).
+                        return;
+                    }
                     // Another connection on the same tuple: the old one is over.
                     let old = *e;
                     if old.destroyed_ms.is_none() {

@@ -305,6 +305,9 @@ fn a_resync_deletes_connections_the_dump_no_longer_lists() {
     assert_eq!(out, [(NatEventKind::Delete, 1)]);
     assert!(t.is_destroyed(&dnat(1, 1).orig));
     assert!(!t.is_destroyed(&dnat(2, 2).orig));
+    // An event of 1 queued before the dump and read after it does not bring it back.
+    assert!(apply(&mut t, EventKind::Update, &dnat(1, 1), 6).is_empty());
+    assert!(t.is_destroyed(&dnat(1, 1).orig));
     // An incomplete dump proves nothing.
     t.begin_resync();
     t.end_resync(false, 6, &mut |_| panic!("no delete after an incomplete dump"));

@@ -67,10 +67,10 @@ pub enum ConfigError {
     /// A template could not be built.
     #[error("template: {0}")]
     Template(#[from] proto_ipfix::TemplateError),
-    /// The templates do not fit in one message.
-    #[error("templates need {needed} octets per message, more than the maximum message size {max}")]
+    /// A template does not fit in a message.
+    #[error("a template needs {needed} octets per message, more than the maximum message size {max}")]
     TemplatesTooLarge {
-        /// Octets the header and templates need.
+        /// Octets the header and the largest template need.
         needed: usize,
         /// The configured maximum.
         max: usize,
@@ -109,6 +109,8 @@ pub struct IpfixWriter {
     cfg: ExportConfig,
     enc: Encoder,
     templates: TemplateSet,
+    /// Every template's ID, in the order they are sent.
+    template_ids: Vec<u16>,
     cid: CommunityId,
     buf: Vec<u8>,
     next_templates_ms: Option<u64>,
@@ -120,7 +122,13 @@ impl IpfixWriter {
     pub fn new(cfg: ExportConfig) -> Result<Self, ConfigError> {
         let mut enc = Encoder::new(cfg.observation_domain, cfg.max_message_size)?;
         let templates = TemplateSet::new(cfg.uniflow, cfg.enterprise_number, &cfg.observer, cfg.nat)?;
-        let template_len: usize = templates.all().iter().map(|t| t.buffer_len() + 4).sum();
+        // Templates are spread over as many messages as they need, but each must fit one.
+        let template_len = templates
+            .all()
+            .iter()
+            .map(|t| t.buffer_len() + 4)
+            .max()
+            .unwrap_or(0);
         if 16 + template_len > cfg.max_message_size {
             return Err(ConfigError::TemplatesTooLarge {
                 needed: 16 + template_len,
@@ -130,10 +138,12 @@ impl IpfixWriter {
         for t in templates.all() {
             enc.add_template(t);
         }
+        let template_ids = templates.all().iter().map(|t| t.id()).collect();
         Ok(IpfixWriter {
             cfg,
             enc,
             templates,
+            template_ids,
             cid: CommunityId::default(),
             buf: Vec::with_capacity(65536),
             next_templates_ms: None,
@@ -192,17 +202,33 @@ impl IpfixWriter {
         if pending.peek().is_none() && !templates_due {
             return;
         }
-        let mut with_templates = templates_due;
+        // The next template to send, while templates are being sent.
+        let mut next_template = templates_due.then_some(0);
+        let ids = &self.template_ids;
         loop {
             let mut msg = self.enc.message(export_time, &mut self.buf);
-            if with_templates {
-                if msg.add_templates().is_err() {
-                    // Templates that do not fit an empty message cannot be sent at all: count and stop.
-                    self.stats.encode_errors += 1;
-                    return;
+            if let Some(mut i) = next_template {
+                while let Some(&id) = ids.get(i) {
+                    match msg.add_template(id) {
+                        Ok(()) => i += 1,
+                        // The rest go in the next message (with NAT templates and a small MTU).
+                        Err(EncodeError::MessageFull) if msg.template_records() > 0 => break,
+                        Err(_) => {
+                            // A template that does not fit an empty message cannot be sent: count, stop.
+                            self.stats.encode_errors += 1;
+                            return;
+                        }
+                    }
                 }
+                if i < ids.len() {
+                    next_template = Some(i);
+                    msg.finish();
+                    self.stats.messages += 1;
+                    send(&self.buf);
+                    continue;
+                }
+                next_template = None;
                 self.next_templates_ms = Some(now.saturating_add(self.cfg.template_refresh_ms));
-                with_templates = false;
             }
             let mut wrote_any = false;
             while let Some(&rec) = pending.peek() {

@@ -59,12 +59,17 @@ fn pkt(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> PacketInfo {
 
 /// Runs `packets` through an engine (with conntrack when `ct` is set) and decodes what it sent.
 fn run(ct: Option<Option<Conntrack>>, packets: &[PacketInfo]) -> (Rows, Metrics) {
+    run_with(false, ct, packets)
+}
+
+fn run_with(uniflow: bool, ct: Option<Option<Conntrack>>, packets: &[PacketInfo]) -> (Rows, Metrics) {
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let addr = rx.local_addr().unwrap().to_string();
     let nat = matches!(ct, Some(Some(_)));
     let writer = IpfixWriter::new(ExportConfig {
         nat,
+        uniflow,
         ..ExportConfig::default()
     })
     .unwrap();
@@ -200,4 +205,16 @@ fn a_connection_seen_from_its_middle_is_oriented_by_conntrack() {
     // Without conntrack the guess stands.
     let (rows, _) = run(None, &packets);
     assert_eq!(get(&rows.0[0].1, 8, 0).unwrap(), [198, 18, 2, 2]);
+}
+
+#[test]
+fn uniflow_records_translate_each_endpoint() {
+    let (rows, _) = run_with(true, Some(Some(conntrack())), &service_connection()[..4]);
+    let nat: Vec<_> = rows.0.iter().filter(|(t, _)| *t == 262).collect();
+    assert_eq!(nat.len(), 2, "one record per direction");
+    let reply = nat.iter().find(|(_, r)| uint(r, 7, 0) == 80).unwrap();
+    // ClusterIP:80 -> client as observed; the backend -> client after translation.
+    assert_eq!(get(&reply.1, 225, 0).unwrap(), [198, 18, 2, 2]);
+    assert_eq!(get(&reply.1, 226, 0).unwrap(), [198, 18, 1, 2]);
+    assert_eq!((uint(&reply.1, 227, 0), uint(&reply.1, 228, 0)), (8080, 40000));
 }
