@@ -130,9 +130,10 @@ impl NetlinkSource {
         })
     }
 
-    /// The event socket's receive buffer as the kernel granted it, in octets.
+    /// The event socket's receive buffer as the kernel granted it, in octets of data (the kernel
+    /// reserves as much again for its bookkeeping and reports the double).
     pub fn receive_buffer(&self) -> usize {
-        self.receive_buffer
+        self.receive_buffer / 2
     }
 
     /// Reads and drops whatever a failed dump left on the dump socket.
