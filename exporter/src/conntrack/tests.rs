@@ -525,3 +525,14 @@ fn connections_older_than_the_probe_are_swept_when_they_end() {
     ct.sync(5_000);
     assert_eq!(ct.stats().sweeps, 1);
 }
+
+#[test]
+fn open_errors_say_what_is_missing() {
+    let c = |errno: i32| OpenError::classify("x")(io::Error::from_raw_os_error(errno));
+    assert!(matches!(c(1), OpenError::Permission { .. })); // EPERM
+    assert!(matches!(c(93), OpenError::Unsupported { .. })); // EPROTONOSUPPORT
+    assert!(matches!(c(22), OpenError::Unsupported { .. })); // EINVAL: no ctnetlink subsystem
+    assert!(matches!(c(12), OpenError::Io { .. })); // ENOMEM
+    assert!(c(1).to_string().contains("CAP_NET_ADMIN"));
+    assert!(c(93).to_string().contains("nf_conntrack_netlink"));
+}
