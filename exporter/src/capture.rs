@@ -156,6 +156,8 @@ pub fn run_live(
 }
 
 fn feed(engine: &mut Engine, b: Batch) {
+    // Events queued before these packets were captured are read first, so the packets find them.
+    engine.sync_conntrack(wall_ms());
     engine.count_read(b.read);
     for (why, ts) in b.skipped {
         engine.skipped(why, ts);

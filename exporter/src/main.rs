@@ -13,10 +13,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use podflow_exporter::capture::{self, LiveConfig};
 use podflow_exporter::community_id::{self, Encoding};
+use podflow_exporter::conntrack::{Conntrack, NetlinkSource, TableLimits};
 use podflow_exporter::export::{Collectors, ExportConfig, IpfixWriter, ObserverInfo};
 use podflow_exporter::flow::{FlowTable, TableConfig};
 use podflow_exporter::metrics::{self, Metrics};
-use podflow_exporter::probe::Engine;
+use podflow_exporter::probe::{Engine, wall_ms};
 use proto_ipfix::community_id::CommunityId;
 
 /// podflow probe: captures packets, aggregates bidirectional flows and exports them as IPFIX.
@@ -27,6 +28,7 @@ use proto_ipfix::community_id::CommunityId;
 ///
 /// Examples:
 ///   podflow-exporter --interface 'veth*' --direction in --collector collector.podflow:4739
+///   podflow-exporter --interface 'cali*' --direction in --conntrack --collector 10.0.0.5:4739
 ///   podflow-exporter --pcap trace.pcap --collector 127.0.0.1:4739 --uniflow
 #[derive(Debug, Parser)]
 #[command(name = "podflow-exporter", version, verbatim_doc_comment)]
@@ -129,6 +131,29 @@ struct ProbeArgs {
     #[arg(long, env = "PODFLOW_NODE_NAME", value_name = "NODE")]
     observer_node_name: Option<String>,
 
+    /// Learn Service NAT and masquerading from the kernel's conntrack table (netlink; needs
+    /// CAP_NET_ADMIN): a Service connection's backend replies count into the client's biflow, and flows
+    /// of translated connections carry the post-NAT addresses, ports and Community ID, the conntrack id
+    /// and mark; every translated connection is also exported as NAT events (create, delete). Use with
+    /// --direction in on pod-side interfaces. Without the capability or the kernel module the probe runs
+    /// on without it, with a warning.
+    #[arg(long, conflicts_with = "pcap")]
+    conntrack: bool,
+
+    /// Receive buffer for conntrack events, in KiB: room for event storms between two reads (set past
+    /// net.core.rmem_max). When it still overflows, the table is resynchronised with a full dump.
+    #[arg(long, value_name = "KIB", default_value_t = 32 * 1024)]
+    conntrack_buffer: usize,
+
+    /// Most translated connections remembered (live, and ended ones for the flows still open).
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    conntrack_max: usize,
+
+    /// While translated connections older than the probe are open, a conntrack dump this often finds
+    /// those that ended: the kernel sends no events for connections that began before anyone listened.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    conntrack_sweep: u64,
+
     /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address,
     /// e.g. 0.0.0.0:9477.
     #[arg(long, value_name = "ADDR")]
@@ -213,6 +238,12 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
         max_flows: a.max_flows.max(1),
         ..TableConfig::default()
     };
+    // Before the export settings: the NAT templates are announced only when conntrack runs.
+    let conntrack = if a.conntrack {
+        start_conntrack(&a, &table)
+    } else {
+        None
+    };
     let export = ExportConfig {
         observation_domain: a.observation_domain_id,
         max_message_size: a.mtu,
@@ -224,6 +255,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
             node_name: a.observer_node_name.filter(|s| !s.is_empty()),
         },
         template_refresh_ms: secs(a.template_refresh),
+        nat: conntrack.is_some(),
     };
     let writer = IpfixWriter::new(export).context("export settings")?;
     let collectors = Collectors::connect(&a.collectors)?;
@@ -237,6 +269,9 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let mut engine = Engine::new(FlowTable::new(table), writer, collectors, metrics.clone());
+    if a.conntrack {
+        engine = engine.with_conntrack(conntrack);
+    }
     let totals = match &a.pcap {
         Some(path) => capture::run_file(path, &mut engine, &stop)?,
         None => {
@@ -262,6 +297,44 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
         totals.packets, totals.skipped, totals.flows, totals.records, totals.messages, totals.peak_flows
     );
     Ok(())
+}
+
+/// Opens conntrack and takes the first dump; on failure prints the one warning and returns `None`: the
+/// probe goes on without NAT resolution.
+fn start_conntrack(a: &ProbeArgs, table: &TableConfig) -> Option<Conntrack> {
+    let limits = TableLimits {
+        max_entries: a.conntrack_max.max(1),
+        // A destroyed connection's flows can still be open for an idle timeout (or a TCP linger).
+        grace_ms: table
+            .idle_timeout_ms
+            .max(table.tcp_linger_ms)
+            .saturating_add(5_000),
+    };
+    let started = NetlinkSource::open(a.conntrack_buffer.saturating_mul(1024)).and_then(|source| {
+        let buffer = source.receive_buffer();
+        let ct = Conntrack::start(Box::new(source), limits, wall_ms())?;
+        Ok((
+            ct.with_sweep_interval(a.conntrack_sweep.saturating_mul(1000)),
+            buffer,
+        ))
+    });
+    match started {
+        Ok((ct, buffer)) => {
+            eprintln!(
+                "podflow-exporter: conntrack: {} translated connections, event buffer {} KiB",
+                ct.stats().entries,
+                buffer / 1024
+            );
+            Some(ct)
+        }
+        Err(e) => {
+            eprintln!(
+                "podflow-exporter: warning: --conntrack: {e}; going on without conntrack: flows are \
+                 exported without NAT fields and counted as unresolved"
+            );
+            None
+        }
+    }
 }
 
 fn community_id_cmd(args: &CommunityIdArgs) -> anyhow::Result<()> {

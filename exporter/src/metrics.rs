@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use podflow_telemetry::family;
 
+use crate::conntrack::ConntrackStats;
 use crate::export::SendStats;
 use crate::flow::EndReason;
 use crate::parse::Skip;
@@ -54,7 +55,26 @@ pub struct State {
     pub encode_errors: u64,
     /// Per collector send counters.
     pub collectors: Vec<SendStats>,
+    /// Conntrack learning, when `--conntrack` was given.
+    pub conntrack: Option<ConntrackState>,
 }
+
+/// Conntrack learning as the metrics show it.
+#[derive(Clone, Debug, Default)]
+pub struct ConntrackState {
+    /// Conntrack is being read (false: it could not start, or failed).
+    pub up: bool,
+    /// The learning's own counters.
+    pub stats: ConntrackStats,
+    /// Reply packets folded into their connection's original biflow.
+    pub folded_packets: u64,
+    /// Exported flows by [`NAT_RESULTS`] index: resolved (a translated connection's flow), untranslated
+    /// (no translated connection has its tuple), unresolved (conntrack was not running).
+    pub flows: [u64; 3],
+}
+
+/// Labels of [`ConntrackState::flows`].
+pub const NAT_RESULTS: [&str; 3] = ["resolved", "untranslated", "unresolved"];
 
 impl State {
     /// Counts one skipped packet.
@@ -208,6 +228,109 @@ impl Metrics {
             "Failed sends, by collector.",
             by("collector", sent(|c| c.errors)),
         );
+        if let Some(c) = &s.conntrack {
+            let st = &c.stats;
+            let labelled = |key: &str, labels: &[&str], values: &[u64]| {
+                by(
+                    key,
+                    labels
+                        .iter()
+                        .zip(values)
+                        .map(|(l, v)| (l.to_string(), *v))
+                        .collect(),
+                )
+            };
+            type Family<'a> = (&'a str, &'a str, &'a str, Vec<(String, u64)>);
+            let families: [Family<'_>; 14] = [
+                (
+                    "podflow_exporter_conntrack_up",
+                    "gauge",
+                    "1 while conntrack events are read (--conntrack), 0 when conntrack could not start or failed.",
+                    one(u64::from(c.up)),
+                ),
+                (
+                    "podflow_exporter_conntrack_events_total",
+                    "counter",
+                    "Conntrack events received, by type, translated connections or not.",
+                    labelled("type", &["new", "update", "destroy"], &st.events),
+                ),
+                (
+                    "podflow_exporter_conntrack_dumped_total",
+                    "counter",
+                    "Connections listed by conntrack dumps (at start and to resynchronise).",
+                    one(st.dumped),
+                ),
+                (
+                    "podflow_exporter_conntrack_ignored_total",
+                    "counter",
+                    "Connections in conntrack messages skipped: not translated, or a protocol without ports.",
+                    one(st.ignored),
+                ),
+                (
+                    "podflow_exporter_conntrack_malformed_total",
+                    "counter",
+                    "Conntrack netlink messages that could not be decoded.",
+                    one(st.malformed),
+                ),
+                (
+                    "podflow_exporter_conntrack_overruns_total",
+                    "counter",
+                    "Times the kernel dropped conntrack events for a full receive buffer (ENOBUFS).",
+                    one(st.overruns),
+                ),
+                (
+                    "podflow_exporter_conntrack_resyncs_total",
+                    "counter",
+                    "Full conntrack dumps taken to resynchronise after dropped events.",
+                    one(st.resyncs),
+                ),
+                (
+                    "podflow_exporter_conntrack_sweeps_total",
+                    "counter",
+                    "Conntrack dumps taken to find connections older than the probe that ended (the kernel sends no events for them).",
+                    one(st.sweeps),
+                ),
+                (
+                    "podflow_exporter_conntrack_dump_errors_total",
+                    "counter",
+                    "Conntrack dumps that failed.",
+                    one(st.dump_errors),
+                ),
+                (
+                    "podflow_exporter_conntrack_entries",
+                    "gauge",
+                    "Translated connections held, live and recently destroyed.",
+                    one(st.entries),
+                ),
+                (
+                    "podflow_exporter_conntrack_table_full_total",
+                    "counter",
+                    "Translated connections not held because the table was full.",
+                    one(st.table_full),
+                ),
+                (
+                    "podflow_exporter_conntrack_folded_packets_total",
+                    "counter",
+                    "Reply packets of translated connections counted into the original biflow.",
+                    one(c.folded_packets),
+                ),
+                (
+                    "podflow_exporter_nat_flows_total",
+                    "counter",
+                    "Exported flows by NAT resolution: resolved (translated connection), untranslated, unresolved (conntrack not running).",
+                    labelled("result", &NAT_RESULTS, &c.flows),
+                ),
+                (
+                    "podflow_exporter_nat_events_total",
+                    "counter",
+                    "NAT event records exported, by natEvent.",
+                    labelled("event", &["create", "delete"], &st.nat_events),
+                ),
+            ];
+            for (name, kind, help, samples) in &families {
+                family(&mut o, name, kind, help, samples);
+            }
+        }
         o
     }
 }

@@ -1,11 +1,17 @@
 //! The probe's engine: packets in, IPFIX out. One engine runs on one thread; capture sources feed it
 //! parsed packets with their capture time, and it owns the flow table, the writer and the collectors.
+//!
+//! With conntrack ([`Engine::with_conntrack`]) the engine also owns the table of translated connections:
+//! capture sources call [`Engine::sync_conntrack`] before handing over each batch of packets, a
+//! translated connection's reply packets are folded into its original biflow before the flow table
+//! sees them, and exported flows carry their connection's translation.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::conntrack::{self, Connection, Conntrack, NatEvent};
 use crate::export::{Collectors, IpfixWriter};
 use crate::flow::{EndReason, Expired, FlowTable};
-use crate::metrics::{Metrics, State};
+use crate::metrics::{ConntrackState, Metrics, State};
 use crate::parse::{self, LinkType, PacketInfo, Skip};
 
 /// How often counters are published to the metrics, in milliseconds of the engine's clock.
@@ -49,6 +55,16 @@ struct Outbox {
     writer: IpfixWriter,
     collectors: Collectors,
     batch: Vec<Expired>,
+    /// Conntrack learning, when it runs.
+    conntrack: Option<Conntrack>,
+    /// Conntrack was asked for (it may have failed to start, or stopped).
+    conntrack_wanted: bool,
+    /// The translation of each flow of `batch` (conntrack only).
+    nat: Vec<Option<Connection>>,
+    /// NAT events to write with the next batch.
+    nat_events: Vec<NatEvent>,
+    /// Conntrack counters of the engine's own: packets folded, flows by resolution.
+    nat_state: ConntrackState,
     /// Ended flows by [`EndReason`] (as `reason as usize - 1`), not yet published.
     exported: [u64; 5],
     /// Flows sent in all.
@@ -67,17 +83,44 @@ impl Outbox {
     }
 
     fn send(&mut self) {
-        if self.batch.is_empty() {
+        let events_waiting = self.conntrack.as_ref().is_some_and(Conntrack::has_events);
+        if self.batch.is_empty() && !events_waiting {
             return;
         }
         for e in &self.batch {
             self.exported[e.reason as usize - 1] += 1;
         }
         self.flows += self.batch.len() as u64;
+        self.resolve();
         let collectors = &mut self.collectors;
         self.writer
-            .write(&self.batch, self.now, &mut |m| collectors.send(m));
+            .write_all(&self.batch, &self.nat, &self.nat_events, self.now, &mut |m| {
+                collectors.send(m)
+            });
         self.batch.clear();
+        self.nat.clear();
+        self.nat_events.clear();
+    }
+
+    /// Finds the translation of each flow of the batch, and takes the NAT events due.
+    fn resolve(&mut self) {
+        self.nat.clear();
+        let flows = &mut self.nat_state.flows;
+        match &mut self.conntrack {
+            Some(ct) if !ct.failed() => {
+                for e in &mut self.batch {
+                    let t = ct.translation_of(e);
+                    if let Some(c) = &t {
+                        conntrack::orient(e, c);
+                    }
+                    flows[usize::from(t.is_none())] += 1;
+                    self.nat.push(t);
+                }
+                ct.take_events(&mut self.nat_events);
+            }
+            _ if self.conntrack_wanted => flows[2] += self.batch.len() as u64,
+            _ => {}
+        }
     }
 }
 
@@ -90,6 +133,11 @@ impl Engine {
                 writer,
                 collectors,
                 batch: Vec::with_capacity(BATCH),
+                conntrack: None,
+                conntrack_wanted: false,
+                nat: Vec::new(),
+                nat_events: Vec::new(),
+                nat_state: ConntrackState::default(),
                 exported: [0; 5],
                 flows: 0,
                 now: 0,
@@ -99,6 +147,25 @@ impl Engine {
             totals: Totals::default(),
             now: 0,
             next_publish: 0,
+        }
+    }
+
+    /// Learns translations from conntrack (`--conntrack`); `None` when it was asked for but could not
+    /// start: flows are then exported without translation and counted as unresolved.
+    pub fn with_conntrack(mut self, conntrack: Option<Conntrack>) -> Self {
+        self.out.conntrack_wanted = true;
+        self.out.nat_state.up = conntrack.is_some();
+        self.out.conntrack = conntrack;
+        self
+    }
+
+    /// Reads the conntrack events available now (`now`: wall clock, Unix milliseconds). Capture sources
+    /// call it before handing over a batch: the kernel queues a connection's events before the
+    /// connection's translated packets go on, so every packet of the batch then finds its connection.
+    pub fn sync_conntrack(&mut self, now: u64) {
+        if let Some(ct) = &mut self.out.conntrack {
+            ct.sync(now);
+            self.out.nat_state.up = !ct.failed();
         }
     }
 
@@ -121,6 +188,11 @@ impl Engine {
     /// Counts one parsed packet captured at `ts_ms`.
     pub fn packet(&mut self, p: &PacketInfo, ts_ms: u64) {
         self.set_clock(ts_ms);
+        let folded = self.out.conntrack.as_mut().and_then(|ct| ct.fold(p, ts_ms));
+        if folded.is_some() {
+            self.out.nat_state.folded_packets += 1;
+        }
+        let p = folded.as_ref().unwrap_or(p);
         let out = &mut self.out;
         self.table.packet(p, ts_ms, &mut |e| out.push(e));
         self.advance(ts_ms);
@@ -134,6 +206,7 @@ impl Engine {
     /// Lets time pass without packets (live capture): timeouts, template refresh, metrics.
     pub fn tick(&mut self, now: u64) {
         self.set_clock(now);
+        self.sync_conntrack(now);
         let out = &mut self.out;
         self.table.tick(now, &mut |e| out.push(e));
         // Templates are refreshed even when no flow ends.
@@ -198,6 +271,13 @@ impl Engine {
         m.messages = w.messages;
         m.encode_errors = w.encode_errors;
         m.collectors = self.out.collectors.stats().cloned().collect();
+        if self.out.conntrack_wanted {
+            let mut c = self.out.nat_state.clone();
+            if let Some(ct) = &self.out.conntrack {
+                c.stats = ct.stats();
+            }
+            m.conntrack = Some(c);
+        }
         drop(m);
         self.local = State::default();
     }
@@ -215,3 +295,6 @@ pub fn wall_ms() -> u64 {
 pub fn ts_ms(sec: i64, usec: i64) -> u64 {
     u64::try_from(sec.saturating_mul(1000).saturating_add(usec / 1000)).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

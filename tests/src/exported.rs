@@ -9,7 +9,8 @@ use proto_ipfix::community_id::CommunityId;
 use proto_ipfix::ie::{DEFAULT_PODFLOW_PEN, podflow};
 use proto_ipfix::{DataRecord, Decoder, REVERSE_PEN, Visitor};
 
-/// One data record of podflow-exporter's templates (biflow or uniflow), by meaning.
+/// One data record of podflow-exporter's templates (biflow or uniflow, with NAT fields or not, or a NAT
+/// event), by meaning.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExportedFlow {
     /// Source address (the initiator, in a biflow record).
@@ -44,6 +45,24 @@ pub struct ExportedFlow {
     pub end_reason: u8,
     /// podflow's communityId element.
     pub community_id: Option<String>,
+    /// postNATSourceIPv4Address / postNATSourceIPv6Address (flows of translated connections, NAT events).
+    pub post_nat_src: Option<IpAddr>,
+    /// postNATDestinationIPv4Address / postNATDestinationIPv6Address.
+    pub post_nat_dst: Option<IpAddr>,
+    /// postNAPTSourceTransportPort.
+    pub post_nat_sport: Option<u16>,
+    /// postNAPTDestinationTransportPort.
+    pub post_nat_dport: Option<u16>,
+    /// podflow's postNatCommunityId element.
+    pub post_nat_community_id: Option<String>,
+    /// podflow's conntrackId element.
+    pub conntrack_id: Option<u32>,
+    /// podflow's conntrackMark element.
+    pub conntrack_mark: Option<u32>,
+    /// natEvent: set on NAT event records only (4 create, 5 delete).
+    pub nat_event: Option<u8>,
+    /// observationTimeMilliseconds (NAT event records).
+    pub observation_ms: Option<u64>,
 }
 
 impl ExportedFlow {
@@ -74,6 +93,19 @@ impl ExportedFlow {
                 (DEFAULT_PODFLOW_PEN, podflow::COMMUNITY_ID) => {
                     f.community_id = field.str().map(str::to_string)
                 }
+                (0, 225) => f.post_nat_src = field.ipv4().map(IpAddr::V4),
+                (0, 226) => f.post_nat_dst = field.ipv4().map(IpAddr::V4),
+                (0, 281) => f.post_nat_src = field.ipv6().map(IpAddr::V6),
+                (0, 282) => f.post_nat_dst = field.ipv6().map(IpAddr::V6),
+                (0, 227) => f.post_nat_sport = Some(num() as u16),
+                (0, 228) => f.post_nat_dport = Some(num() as u16),
+                (0, 230) => f.nat_event = Some(num() as u8),
+                (0, 323) => f.observation_ms = Some(num()),
+                (DEFAULT_PODFLOW_PEN, podflow::POST_NAT_COMMUNITY_ID) => {
+                    f.post_nat_community_id = field.str().map(str::to_string)
+                }
+                (DEFAULT_PODFLOW_PEN, podflow::CONNTRACK_ID) => f.conntrack_id = Some(num() as u32),
+                (DEFAULT_PODFLOW_PEN, podflow::CONNTRACK_MARK) => f.conntrack_mark = Some(num() as u32),
                 _ => {}
             }
         }
@@ -209,6 +241,23 @@ impl Receiver {
             self.poll()?;
         }
         Ok(())
+    }
+
+    /// Stops `exporter` with SIGTERM, checks that it exits 0, and receives every message its closing
+    /// line says it sent, and nothing more; returns what it printed on stderr.
+    pub fn stop_exporter(&mut self, exporter: crate::peer::PeerProcess) -> anyhow::Result<String> {
+        let out = exporter.stop()?;
+        if !out.status.success() {
+            bail!("podflow-exporter failed:\n{}", crate::peer::describe(&out));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let n = summary_messages(&stderr)?;
+        self.wait_messages(n, crate::peer::PEER_TIMEOUT)?;
+        self.drain()?;
+        if self.messages.len() != n {
+            bail!("received {} messages, the exporter sent {n}", self.messages.len());
+        }
+        Ok(stderr)
     }
 
     /// Takes whatever arrives within one short read timeout, to show that nothing more was sent.

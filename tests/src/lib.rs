@@ -14,6 +14,8 @@
 //! - [`pcap`]: a minimal pcap writer, so a peer dissector can read the exact datagrams from a file.
 //! - [`peer`]: finding peer programs, waiting (bounded) for them to listen, and stopping them.
 //! - [`netns`]: network namespaces joined by veth pairs, for live capture tests (root only).
+//! - [`kubenode`]: a Kubernetes node with pods, a Service (iptables DNAT) and masquerading, in network
+//!   namespaces, and `conntrack -L` as an oracle (root only).
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 
@@ -22,6 +24,7 @@ pub mod collector;
 pub mod expect;
 pub mod exported;
 pub mod flows;
+pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
 pub mod pcap;

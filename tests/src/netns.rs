@@ -89,6 +89,20 @@ impl Netns {
         .map_err(|_| anyhow::anyhow!("a thread in namespace {} panicked", self.name))?
     }
 
+    /// An HTTP/1.1 GET of `path` from inside the namespace; returns the whole response, head and body.
+    pub fn http_get(&self, addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        self.enter(move || {
+            let mut s = std::net::TcpStream::connect(addr)?;
+            s.set_read_timeout(Some(peer::PEER_TIMEOUT))?;
+            s.write_all(request.as_bytes())?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })
+    }
+
     /// True when some socket of this namespace is bound to UDP `port`.
     pub fn udp_port_bound(&self, port: u16) -> anyhow::Result<bool> {
         // /proc/net follows the process's first thread; thread-self shows the entering thread's namespace.

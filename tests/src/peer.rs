@@ -180,6 +180,18 @@ impl PeerProcess {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// Waits (bounded) until the peer prints `needle` on stderr, failing at once if it exits; returns
+    /// what it printed so far.
+    pub fn wait_stderr(&mut self, needle: &str) -> anyhow::Result<String> {
+        let mut text = String::new();
+        wait_until(&format!("{needle:?} on stderr"), PEER_TIMEOUT, || {
+            self.check_running()?;
+            text = self.stderr_so_far()?;
+            Ok(text.contains(needle))
+        })?;
+        Ok(text)
+    }
+
     /// Errors (with the peer's output) if the process has already exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {

@@ -5,7 +5,12 @@
 //! initiator (biflowDirection 1). With `uniflow` each direction that carried packets is its own record,
 //! for collectors that do not understand reverse elements. Templates go out in the first message and
 //! again every refresh interval (RFC 7011 section 8.4); messages never exceed the configured size.
+//!
+//! With conntrack (`nat` in [`ExportConfig`]), a flow of a translated connection is written under a
+//! template of its own that adds the post-NAT fields, and NAT events are records of their own template;
+//! untranslated flows keep the plain templates, so no record carries zero-filled NAT fields.
 
+mod nat;
 mod templates;
 mod udp;
 
@@ -14,6 +19,7 @@ use std::net::IpAddr;
 use proto_ipfix::community_id::CommunityId;
 use proto_ipfix::{EncodeError, Encoder, RecordWriter};
 
+use crate::conntrack::{Connection, NatEvent};
 use crate::flow::{Expired, Oriented, Side};
 pub use templates::{ObserverInfo, TemplateSet};
 pub use udp::{Collectors, SendStats};
@@ -33,6 +39,8 @@ pub struct ExportConfig {
     pub observer: ObserverInfo,
     /// Templates are sent again after this many milliseconds.
     pub template_refresh_ms: u64,
+    /// Announce the templates of translated flows and NAT events (conntrack is on).
+    pub nat: bool,
 }
 
 impl Default for ExportConfig {
@@ -44,6 +52,7 @@ impl Default for ExportConfig {
             enterprise_number: proto_ipfix::ie::DEFAULT_PODFLOW_PEN,
             observer: ObserverInfo::default(),
             template_refresh_ms: 30_000,
+            nat: false,
         }
     }
 }
@@ -58,10 +67,10 @@ pub enum ConfigError {
     /// A template could not be built.
     #[error("template: {0}")]
     Template(#[from] proto_ipfix::TemplateError),
-    /// The templates do not fit in one message.
-    #[error("templates need {needed} octets per message, more than the maximum message size {max}")]
+    /// A template does not fit in a message.
+    #[error("a template needs {needed} octets per message, more than the maximum message size {max}")]
     TemplatesTooLarge {
-        /// Octets the header and templates need.
+        /// Octets the header and the largest template need.
         needed: usize,
         /// The configured maximum.
         max: usize,
@@ -77,6 +86,22 @@ pub struct WriterStats {
     pub messages: u64,
     /// Flows that could not be encoded (never expected; counted rather than lost silently).
     pub encode_errors: u64,
+    /// NAT event records written.
+    pub nat_events: u64,
+}
+
+/// One record to write.
+#[derive(Clone, Copy)]
+enum Rec<'a> {
+    /// A flow, from `side`, with its connection's translation when it has one.
+    Flow {
+        flow: &'a Expired,
+        side: Side,
+        template: u16,
+        nat: Option<&'a Connection>,
+    },
+    /// A NAT event.
+    Event { event: &'a NatEvent, template: u16 },
 }
 
 /// Builds IPFIX messages from exported flows.
@@ -84,6 +109,8 @@ pub struct IpfixWriter {
     cfg: ExportConfig,
     enc: Encoder,
     templates: TemplateSet,
+    /// Every template's ID, in the order they are sent.
+    template_ids: Vec<u16>,
     cid: CommunityId,
     buf: Vec<u8>,
     next_templates_ms: Option<u64>,
@@ -94,8 +121,14 @@ impl IpfixWriter {
     /// A writer; fails for a maximum message size outside 32..=65535 or templates that do not fit it.
     pub fn new(cfg: ExportConfig) -> Result<Self, ConfigError> {
         let mut enc = Encoder::new(cfg.observation_domain, cfg.max_message_size)?;
-        let templates = TemplateSet::new(cfg.uniflow, cfg.enterprise_number, &cfg.observer)?;
-        let template_len: usize = templates.all().iter().map(|t| t.buffer_len() + 4).sum();
+        let templates = TemplateSet::new(cfg.uniflow, cfg.enterprise_number, &cfg.observer, cfg.nat)?;
+        // Templates are spread over as many messages as they need, but each must fit one.
+        let template_len = templates
+            .all()
+            .iter()
+            .map(|t| t.buffer_len() + 4)
+            .max()
+            .unwrap_or(0);
         if 16 + template_len > cfg.max_message_size {
             return Err(ConfigError::TemplatesTooLarge {
                 needed: 16 + template_len,
@@ -105,10 +138,12 @@ impl IpfixWriter {
         for t in templates.all() {
             enc.add_template(t);
         }
+        let template_ids = templates.all().iter().map(|t| t.id()).collect();
         Ok(IpfixWriter {
             cfg,
             enc,
             templates,
+            template_ids,
             cid: CommunityId::default(),
             buf: Vec::with_capacity(65536),
             next_templates_ms: None,
@@ -125,45 +160,99 @@ impl IpfixWriter {
     /// finished message to `send`. Templates lead the first message and every message after a refresh
     /// interval. Nothing is sent for an empty batch unless templates are due.
     pub fn write(&mut self, flows: &[Expired], now: u64, send: &mut impl FnMut(&[u8])) {
+        self.write_all(flows, &[], &[], now, send);
+    }
+
+    /// Like [`write`](Self::write), with each flow's translated connection (`nat`: empty, or one entry
+    /// per flow) and NAT events after the flows. Translations and events are written only when the
+    /// writer has NAT templates ([`ExportConfig::nat`]).
+    pub fn write_all(
+        &mut self,
+        flows: &[Expired],
+        nat: &[Option<Connection>],
+        events: &[NatEvent],
+        now: u64,
+        send: &mut impl FnMut(&[u8]),
+    ) {
         let export_time = u32::try_from(now / 1000).unwrap_or(u32::MAX);
-        let (uniflow, ids) = (
-            self.cfg.uniflow,
-            [self.templates.id(false), self.templates.id(true)],
-        );
-        let mut pending = flows.iter().flat_map(|f| records_of(f, uniflow, ids)).peekable();
+        let t = &self.templates;
+        let uniflow = self.cfg.uniflow;
+        let ids = [t.id(false), t.id(true)];
+        let nat_ids = [t.nat_flow_id(false), t.nat_flow_id(true)];
+        let event_ids = [t.nat_event_id(false), t.nat_event_id(true)];
+        let flow_records = flows.iter().enumerate().flat_map(|(i, f)| {
+            let v6 = usize::from(f.key.is_v6());
+            let (template, nat) = match (nat.get(i).and_then(Option::as_ref), nat_ids[v6]) {
+                (Some(c), Some(id)) => (id, Some(c)),
+                _ => (ids[v6], None),
+            };
+            sides_of(f, uniflow).map(move |side| Rec::Flow {
+                flow: f,
+                side,
+                template,
+                nat,
+            })
+        });
+        let event_records = events.iter().filter_map(|e| {
+            let template = event_ids[usize::from(e.conn.orig.src.is_ipv6())]?;
+            Some(Rec::Event { event: e, template })
+        });
+        let mut pending = flow_records.chain(event_records).peekable();
         let templates_due = self.next_templates_ms.is_none_or(|t| now >= t);
         if pending.peek().is_none() && !templates_due {
             return;
         }
-        let mut with_templates = templates_due;
+        // The next template to send, while templates are being sent.
+        let mut next_template = templates_due.then_some(0);
+        let ids = &self.template_ids;
         loop {
             let mut msg = self.enc.message(export_time, &mut self.buf);
-            if with_templates {
-                if msg.add_templates().is_err() {
-                    // Templates that do not fit an empty message cannot be sent at all: count and stop.
-                    self.stats.encode_errors += 1;
-                    return;
+            if let Some(mut i) = next_template {
+                while let Some(&id) = ids.get(i) {
+                    match msg.add_template(id) {
+                        Ok(()) => i += 1,
+                        // The rest go in the next message (with NAT templates and a small MTU).
+                        Err(EncodeError::MessageFull) if msg.template_records() > 0 => break,
+                        Err(_) => {
+                            // A template that does not fit an empty message cannot be sent: count, stop.
+                            self.stats.encode_errors += 1;
+                            return;
+                        }
+                    }
                 }
+                if i < ids.len() {
+                    next_template = Some(i);
+                    msg.finish();
+                    self.stats.messages += 1;
+                    send(&self.buf);
+                    continue;
+                }
+                next_template = None;
                 self.next_templates_ms = Some(now.saturating_add(self.cfg.template_refresh_ms));
-                with_templates = false;
             }
             let mut wrote_any = false;
-            while let Some(&(flow, side, template)) = pending.peek() {
+            while let Some(&rec) = pending.peek() {
+                let template = match rec {
+                    Rec::Flow { template, .. } | Rec::Event { template, .. } => template,
+                };
                 let outcome = msg.record(template).and_then(|mut r| {
-                    fill(
-                        &mut r,
-                        flow,
-                        side,
-                        &self.cid,
-                        self.cfg.uniflow,
-                        &self.cfg.observer,
-                    );
+                    match rec {
+                        Rec::Flow { flow, side, nat, .. } => {
+                            fill(&mut r, flow, side, nat, &self.cid, &self.cfg);
+                        }
+                        Rec::Event { event, .. } => {
+                            nat::event_record(&mut r, event, &self.cid, &self.cfg.observer);
+                        }
+                    }
                     r.commit()
                 });
                 match outcome {
                     Ok(()) => {
                         wrote_any = true;
                         self.stats.records += 1;
+                        if matches!(rec, Rec::Event { .. }) {
+                            self.stats.nat_events += 1;
+                        }
                         pending.next();
                     }
                     Err(EncodeError::MessageFull) if wrote_any || msg.template_records() > 0 => break,
@@ -187,29 +276,30 @@ impl IpfixWriter {
     }
 }
 
-/// The records a flow becomes: (flow, source direction, template ID); `ids` are the IPv4 and IPv6
-/// template IDs.
-fn records_of(f: &Expired, uniflow: bool, ids: [u16; 2]) -> impl Iterator<Item = (&Expired, Side, u16)> {
+/// The source directions of the records a flow becomes: the initiator's for a biflow, each direction
+/// that carried packets for uniflow records.
+fn sides_of(f: &Expired, uniflow: bool) -> impl Iterator<Item = Side> {
     let init = f.initiator();
-    let id = ids[usize::from(f.key.is_v6())];
     let sides: [Option<Side>; 2] = if uniflow {
         let has = |s: Side| f.flow.dirs[s.index()].packets > 0;
         [has(init).then_some(init), has(init.flip()).then_some(init.flip())]
     } else {
         [Some(init), None]
     };
-    sides.into_iter().flatten().map(move |s| (f, s, id))
+    sides.into_iter().flatten()
 }
 
-/// Writes one record: `side` is the record's source direction (the initiator's, for a biflow).
+/// Writes one record: `side` is the record's source direction (the initiator's, for a biflow); `nat`
+/// the flow's translated connection when it is written under a NAT template.
 fn fill(
     r: &mut RecordWriter<'_, '_>,
     f: &Expired,
     side: Side,
+    nat: Option<&Connection>,
     cid: &CommunityId,
-    uniflow: bool,
-    observer: &ObserverInfo,
+    cfg: &ExportConfig,
 ) {
+    let (uniflow, observer) = (cfg.uniflow, &cfg.observer);
     let fwd: Oriented = f.oriented(side);
     let rev: Oriented = f.oriented(side.flip());
     match (fwd.src, fwd.dst) {
@@ -247,6 +337,9 @@ fn fill(
         .then(|| (f.icmp_type_code() >> 8, f.icmp_type_code() & 0xff));
     let id = f.key.community_id(cid, f.initiator(), icmp_pair);
     r.str(&id.base64());
+    if let Some(c) = nat {
+        nat::flow_fields(r, c, (fwd.src, fwd.sport), (fwd.dst, fwd.dport), cid);
+    }
     for s in observer.values() {
         r.str(s);
     }

@@ -244,3 +244,45 @@ fn too_small_messages_are_a_config_error() {
         Err(ConfigError::TemplatesTooLarge { .. })
     ));
 }
+
+#[test]
+fn nat_templates_are_announced_only_with_conntrack() {
+    let plain = TemplateSet::new(false, PEN, &ObserverInfo::default(), false).unwrap();
+    assert_eq!(plain.all().len(), 2);
+    assert_eq!(plain.nat_flow_id(false), None);
+    let nat = TemplateSet::new(false, PEN, &ObserverInfo::default(), true).unwrap();
+    let ids: Vec<u16> = nat.all().iter().map(|t| t.id()).collect();
+    assert_eq!(ids, [256, 257, 260, 261, 264, 265]);
+    let fields = |id: u16| -> Vec<(u16, u16, u32)> {
+        let t = nat.all().into_iter().find(|t| t.id() == id).unwrap();
+        t.fields().iter().map(|f| (f.id, f.length, f.pen)).collect()
+    };
+    let v6 = fields(261);
+    for f in [
+        (281, 16, 0),
+        (282, 16, 0),
+        (227, 2, 0),
+        (228, 2, 0),
+        (3, 4, PEN),
+        (4, 4, PEN),
+    ] {
+        assert!(v6.contains(&f), "{f:?} missing from {v6:?}");
+    }
+    let event = fields(264);
+    assert_eq!(event[0], (230, 1, 0));
+    assert!(event.contains(&(323, 8, 0)) && event.contains(&(225, 4, 0)));
+    // With a 512-octet maximum the six templates take two messages; records follow, decodable.
+    let cfg = ExportConfig {
+        nat: true,
+        max_message_size: 512,
+        ..ExportConfig::default()
+    };
+    let mut w = IpfixWriter::new(cfg).unwrap();
+    let mut messages = Vec::new();
+    w.write(&sample_flows(), 0, &mut |m| messages.push(m.to_vec()));
+    assert!(messages.iter().all(|m| m.len() <= 512));
+    let has_templates = |m: &[u8]| m[16..18] == [0, 2];
+    assert!(has_templates(&messages[0]) && has_templates(&messages[1]));
+    assert_eq!(decode_all(&messages).0.len(), 3);
+    assert_eq!(w.stats().encode_errors, 0);
+}
