@@ -125,8 +125,9 @@ impl<'a> DataRecord<'a> {
     /// The field at `location`, found with [`Template::locate`] in this record's template.
     #[inline]
     pub fn at(&self, location: &Location) -> Option<Field<'a>> {
-        // A fixed-length field at a fixed offset, the common case, takes one bounds check; the others
-        // stay out of line so that this inlines into the caller's code.
+        // A fixed-length field at a fixed offset, the common case, takes one bounds check, and a short
+        // variable-length one at a fixed offset two; the others stay out of line so that this inlines
+        // into the caller's code.
         match location.place() {
             Place::Fixed { start, len } | Place::Uint { start, len, .. } => {
                 // Computed in usize, the end cannot precede the start: one bounds check.
@@ -136,7 +137,19 @@ impl<'a> DataRecord<'a> {
                     value: self.bytes.get(start..start + usize::from(len))?,
                 })
             }
-            _ => self.at_slow(location),
+            // A variable-length value in the short form (under 255 octets) right after its length
+            // octet at a fixed offset: the first variable-length field, often the only one.
+            Place::Prefixed { at } => {
+                let at = usize::from(at);
+                match *self.bytes.get(at)? {
+                    255 => self.at_slow(location),
+                    len => Some(Field {
+                        spec: location.spec(),
+                        value: self.bytes.get(at + 1..at + 1 + usize::from(len))?,
+                    }),
+                }
+            }
+            Place::Walk => self.at_slow(location),
         }
     }
 
