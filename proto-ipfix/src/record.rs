@@ -174,6 +174,33 @@ impl<'a> DataRecord<'a> {
         }
     }
 
+    /// The value at `location`, found with [`Template::locate`] in this record's template, when it is
+    /// exactly `N` octets long (4 for an IPv4 address, 6 for a MAC address, 16 for an IPv6 address):
+    /// the same as `self.at(location)?.value.try_into().ok()`.
+    ///
+    /// A fixed-length field at a fixed offset, the common case, is checked for its length once, from
+    /// the template, and copied with one bounds check, as a value of known size.
+    #[inline]
+    pub fn array_at<const N: usize>(&self, location: &Location) -> Option<[u8; N]> {
+        match location.place() {
+            Place::Fixed { start, len } | Place::Uint { start, len, .. } => {
+                if usize::from(len) != N {
+                    return None;
+                }
+                let start = usize::from(start);
+                // An N-octet slice: the conversion to an array cannot fail, and compiles to nothing.
+                self.bytes.get(start..start + N)?.try_into().ok()
+            }
+            _ => self.array_slow(location),
+        }
+    }
+
+    /// [`DataRecord::array_at`] for a field after a variable-length one, or variable-length itself.
+    #[inline(never)]
+    fn array_slow<const N: usize>(&self, location: &Location) -> Option<[u8; N]> {
+        self.at(location)?.value.try_into().ok()
+    }
+
     /// [`DataRecord::u64_at`] for a field without an integer window; out of line so that the common
     /// case inlines into the caller's code.
     #[inline(never)]
@@ -542,6 +569,8 @@ mod tests {
                     assert_eq!(r.at(l), Some(walked), "{t:?} {body:?} field {i}");
                     assert_eq!(r.field(i), Some(walked));
                     assert_eq!(r.u64_at(l), walked.u64(), "{t:?} {body:?} field {i}");
+                    assert_eq!(r.array_at::<4>(l), walked.value.try_into().ok());
+                    assert_eq!(r.array_at::<8>(l), walked.value.try_into().ok());
                     paths[usize::from(!matches!(l.place(), Place::Uint { .. }))] += 1;
                 }
             }
@@ -563,6 +592,7 @@ mod tests {
             assert!(matches!(l.place(), Place::Uint { .. }));
             assert_eq!(r.u64_at(&l), None);
             assert_eq!(r.at(&l), None);
+            assert_eq!(r.array_at::<8>(&l), None);
         }
     }
 
