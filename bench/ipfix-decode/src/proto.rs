@@ -116,17 +116,17 @@ impl Plan {
     /// Reads one record into a flow. Not inlined, for the reason given at [`FieldByField`].
     #[inline(never)]
     fn read<'a>(&self, r: &DataRecord<'a>, f: &mut Flow<'a>) {
-        if let Some(a) = at(r, &self.src4).and_then(|v| v.ipv4()) {
-            f.src = IpAddr::V4(a);
+        if let Some(a) = array::<4>(r, &self.src4) {
+            f.src = IpAddr::from(a);
         }
-        if let Some(a) = at(r, &self.dst4).and_then(|v| v.ipv4()) {
-            f.dst = IpAddr::V4(a);
+        if let Some(a) = array::<4>(r, &self.dst4) {
+            f.dst = IpAddr::from(a);
         }
-        if let Some(a) = at(r, &self.src6).and_then(|v| v.ipv6()) {
-            f.src = IpAddr::V6(a);
+        if let Some(a) = array::<16>(r, &self.src6) {
+            f.src = IpAddr::from(a);
         }
-        if let Some(a) = at(r, &self.dst6).and_then(|v| v.ipv6()) {
-            f.dst = IpAddr::V6(a);
+        if let Some(a) = array::<16>(r, &self.dst6) {
+            f.dst = IpAddr::from(a);
         }
         f.src_port = uint(r, &self.src_port) as u16;
         f.dst_port = uint(r, &self.dst_port) as u16;
@@ -149,10 +149,16 @@ fn at<'a>(r: &DataRecord<'a>, l: &Option<Location>) -> Option<Field<'a>> {
     l.as_ref().and_then(|l| r.at(l))
 }
 
+/// The value at `l` if the template has it and it is `N` octets long (an address).
+#[inline(always)]
+fn array<const N: usize>(r: &DataRecord<'_>, l: &Option<Location>) -> Option<[u8; N]> {
+    l.as_ref().and_then(|l| r.array_at::<N>(l))
+}
+
 /// The unsigned integer at `l`, 0 if the template does not have it.
 #[inline(always)]
 fn uint(r: &DataRecord<'_>, l: &Option<Location>) -> u64 {
-    at(r, l).and_then(|v| v.u64()).unwrap_or(0)
+    l.as_ref().and_then(|l| r.u64_at(l)).unwrap_or(0)
 }
 
 /// The plans of the templates seen so far, and the one of the current data set.
