@@ -113,8 +113,13 @@ impl Plan {
         }
     }
 
-    /// Reads one record into a flow. Not inlined, for the reason given at [`FieldByField`].
-    #[inline(never)]
+    /// Reads one record into a flow.
+    ///
+    /// Inlined into the decoder's record loop: this is straight-line code, one read per field with no
+    /// loop, so the compiler keeps the flow's values in registers up to the fold instead of storing
+    /// them and loading them back (measured: 599 instructions per record against 643 when the flow was
+    /// filled through a reference from a function that is not inlined, and faster).
+    #[inline(always)]
     fn read<'a>(&self, r: &DataRecord<'a>, f: &mut Flow<'a>) {
         if let Some(a) = array::<4>(r, &self.src4) {
             f.src = IpAddr::from(a);
@@ -202,7 +207,7 @@ impl Visitor for Located<'_> {
         self.plans.select(template);
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(&mut self, r: &DataRecord<'_>) {
         let mut f = Flow::default();
         if let Some(plan) = self.plans.plans.get(self.plans.current) {
@@ -214,9 +219,10 @@ impl Visitor for Located<'_> {
 
 /// Reads each record by walking its fields and matching their Information Elements.
 ///
-/// Here, in [`Plan::read`] and in netflow_parser's reader, the flow is filled through a reference from a
-/// function that is not inlined: inlined, the compiler keeps all the flow's fields in registers through
-/// the field loop and spills the loop's own state instead, which slows every reader alike.
+/// Here and in netflow_parser's reader, the flow is filled through a reference from a function that is
+/// not inlined: inlined, the compiler keeps all the flow's fields in registers through the field loop
+/// and spills the loop's own state instead, which slows both (measured for netflow_parser: 4828 against
+/// 4811 instructions per record, and no faster). [`Plan::read`] has no loop and is inlined.
 struct FieldByField {
     tally: Tally,
 }
