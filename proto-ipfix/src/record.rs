@@ -125,10 +125,11 @@ impl<'a> DataRecord<'a> {
     /// The field at `location`, found with [`Template::locate`] in this record's template.
     #[inline]
     pub fn at(&self, location: &Location) -> Option<Field<'a>> {
-        // A fixed-length field at a fixed offset, the common case, takes one bounds check; the others
-        // stay out of line so that this inlines into the caller's code.
+        // A fixed-length field at a fixed offset, the common case, takes one bounds check, and a short
+        // variable-length one at a fixed offset two; the others stay out of line so that this inlines
+        // into the caller's code.
         match location.place() {
-            Place::Fixed { start, len } => {
+            Place::Fixed { start, len } | Place::Uint { start, len, .. } => {
                 // Computed in usize, the end cannot precede the start: one bounds check.
                 let start = usize::from(start);
                 Some(Field {
@@ -136,8 +137,75 @@ impl<'a> DataRecord<'a> {
                     value: self.bytes.get(start..start + usize::from(len))?,
                 })
             }
-            _ => self.at_slow(location),
+            // A variable-length value in the short form (under 255 octets) right after its length
+            // octet at a fixed offset: the first variable-length field, often the only one.
+            Place::Prefixed { at } => {
+                let at = usize::from(at);
+                match *self.bytes.get(at)? {
+                    255 => self.at_slow(location),
+                    len => Some(Field {
+                        spec: location.spec(),
+                        value: self.bytes.get(at + 1..at + 1 + usize::from(len))?,
+                    }),
+                }
+            }
+            Place::Walk => self.at_slow(location),
         }
+    }
+
+    /// The unsigned integer at `location`, found with [`Template::locate`] in this record's template:
+    /// the same value as `self.at(location)?.u64()`.
+    ///
+    /// A field of 1 to 8 octets at a fixed offset, the common case, is read with one bounds check, one
+    /// load, a shift and a mask worked out by [`Template::locate`], with no test of its width. Reading the
+    /// same fields of many records, prefer this to [`Field::u64`].
+    #[inline]
+    pub fn u64_at(&self, location: &Location) -> Option<u64> {
+        match location.place() {
+            Place::Uint {
+                window, shift, mask, ..
+            } => {
+                let window = usize::from(window);
+                // An 8-octet slice: the conversion to an array cannot fail, and compiles to nothing.
+                let word: [u8; 8] = self.bytes.get(window..window + 8)?.try_into().ok()?;
+                Some((u64::from_be_bytes(word) >> shift) & mask)
+            }
+            _ => self.u64_slow(location),
+        }
+    }
+
+    /// The value at `location`, found with [`Template::locate`] in this record's template, when it is
+    /// exactly `N` octets long (4 for an IPv4 address, 6 for a MAC address, 16 for an IPv6 address):
+    /// the same as `self.at(location)?.value.try_into().ok()`.
+    ///
+    /// A fixed-length field at a fixed offset, the common case, is checked for its length once, from
+    /// the template, and copied with one bounds check, as a value of known size.
+    #[inline]
+    pub fn array_at<const N: usize>(&self, location: &Location) -> Option<[u8; N]> {
+        match location.place() {
+            Place::Fixed { start, len } | Place::Uint { start, len, .. } => {
+                if usize::from(len) != N {
+                    return None;
+                }
+                let start = usize::from(start);
+                // An N-octet slice: the conversion to an array cannot fail, and compiles to nothing.
+                self.bytes.get(start..start + N)?.try_into().ok()
+            }
+            _ => self.array_slow(location),
+        }
+    }
+
+    /// [`DataRecord::array_at`] for a field after a variable-length one, or variable-length itself.
+    #[inline(never)]
+    fn array_slow<const N: usize>(&self, location: &Location) -> Option<[u8; N]> {
+        self.at(location)?.value.try_into().ok()
+    }
+
+    /// [`DataRecord::u64_at`] for a field without an integer window; out of line so that the common
+    /// case inlines into the caller's code.
+    #[inline(never)]
+    fn u64_slow(&self, location: &Location) -> Option<u64> {
+        self.at(location)?.u64()
     }
 
     /// [`DataRecord::at`] for a variable-length field, or one after a variable-length field.
@@ -210,23 +278,29 @@ fn variable_extent(b: &[u8], at: usize) -> Option<(usize, usize)> {
     }
 }
 
-/// Length of the record starting at `at` in `b`, or `None` when it runs past the end of `b`.
+/// Length of the record at the start of `b`, or `None` when it runs past the end of `b`.
 ///
 /// Only the length prefixes are read: the template knows how many fixed octets lie between them, so the
 /// cost grows with the variable-length fields, not with all fields.
 #[inline]
-fn record_len(template: &Template, b: &[u8], at: usize) -> Option<usize> {
-    let Some((fixed_runs, tail)) = template.variable_runs() else {
-        let len = template.min_record_len();
-        return (b.len().checked_sub(at)? >= len).then_some(len);
+fn record_len(template: &Template, b: &[u8]) -> Option<usize> {
+    let end = match template.variable_runs() {
+        None => template.min_record_len(),
+        // One variable-length field, the common case (a name, a Community ID): no loop.
+        Some((&[run], tail)) => {
+            let (start, len) = variable_extent(b, usize::from(run))?;
+            start + len + tail
+        }
+        Some((fixed_runs, tail)) => {
+            let mut end = 0;
+            for &run in fixed_runs {
+                let (start, len) = variable_extent(b, end + usize::from(run))?;
+                end = start + len;
+            }
+            end + tail
+        }
     };
-    let mut end = at;
-    for &run in fixed_runs {
-        let (start, len) = variable_extent(b, end + usize::from(run))?;
-        end = start + len;
-    }
-    end += tail;
-    (end <= b.len()).then_some(end - at)
+    (end <= b.len()).then_some(end)
 }
 
 /// A data record that overran its set: the offset of the record within the set body.
@@ -243,8 +317,10 @@ pub struct RecordOverrun {
 #[derive(Clone, Debug)]
 pub struct DataRecords<'a> {
     template: &'a Template,
+    /// The set body, for the offsets of errors.
     body: &'a [u8],
-    at: usize,
+    /// The records not yet read: the rest of the body.
+    rest: &'a [u8],
 }
 
 impl<'a> DataRecords<'a> {
@@ -253,7 +329,7 @@ impl<'a> DataRecords<'a> {
         DataRecords {
             template,
             body,
-            at: 0,
+            rest: body,
         }
     }
 }
@@ -263,21 +339,24 @@ impl<'a> Iterator for DataRecords<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.body.len() - self.at;
-        if rest < self.template.min_record_len() {
+        if self.rest.len() < self.template.min_record_len() {
             return None;
         }
-        let Some(len) = record_len(self.template, self.body, self.at) else {
-            let offset = self.at;
-            self.at = self.body.len();
-            return Some(Err(RecordOverrun { offset }));
-        };
-        let bytes = &self.body[self.at..self.at + len];
-        self.at += len;
-        Some(Ok(DataRecord {
-            template: self.template,
-            bytes,
-        }))
+        // Splitting the rest of the body takes no second bounds check: record_len checked the length.
+        match record_len(self.template, self.rest).and_then(|len| self.rest.split_at_checked(len)) {
+            Some((bytes, rest)) => {
+                self.rest = rest;
+                Some(Ok(DataRecord {
+                    template: self.template,
+                    bytes,
+                }))
+            }
+            None => {
+                let offset = self.body.len() - self.rest.len();
+                self.rest = &[];
+                Some(Err(RecordOverrun { offset }))
+            }
+        }
     }
 }
 
@@ -400,7 +479,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.variable_runs(), Some((&[1u16, 4, 0][..], 4)));
-        let walk = |b: &[u8], at: usize| -> Option<usize> {
+        // One variable-length field, whose length takes its own path.
+        let one = Template::new(
+            257,
+            vec![
+                FieldSpec::iana(4, 1),
+                FieldSpec::iana(7, 2),
+                FieldSpec::iana(82, VARIABLE_LENGTH),
+                FieldSpec::iana(1, 4),
+            ],
+        )
+        .unwrap();
+        assert_eq!(one.variable_runs(), Some((&[3u16][..], 4)));
+        let walk = |t: &Template, b: &[u8], at: usize| -> Option<usize> {
             let mut end = at;
             for spec in t.fields() {
                 let (start, len) = match spec.length {
@@ -412,7 +503,7 @@ mod tests {
             (end <= b.len()).then_some(end - at)
         };
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut outcomes = [0usize; 2];
+        let mut outcomes = [[0usize; 2]; 2];
         for _ in 0..20_000 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -427,13 +518,15 @@ mod tests {
                 })
                 .collect();
             for at in 0..=len {
-                let want = walk(&body, at);
-                assert_eq!(record_len(&t, &body, at), want, "{body:?} at {at}");
-                outcomes[usize::from(want.is_some())] += 1;
+                for (k, t) in [&t, &one].into_iter().enumerate() {
+                    let want = walk(t, &body, at);
+                    assert_eq!(record_len(t, &body[at..]), want, "{body:?} at {at}");
+                    outcomes[k][usize::from(want.is_some())] += 1;
+                }
             }
         }
         assert!(
-            outcomes.iter().all(|&n| n > 10_000),
+            outcomes.iter().flatten().all(|&n| n > 10_000),
             "both outcomes tried: {outcomes:?}"
         );
         // Long-form prefix in the middle field, then a record whose first prefix runs past the set.
@@ -449,6 +542,83 @@ mod tests {
             [&[6][..], b"a", &[0, 80], &[1, 187], b"xy", b"", &[0, 0, 0, 9]]
         );
         assert_eq!(got[1].unwrap_err(), RecordOverrun { offset: 17 });
+    }
+
+    /// Every way of reading a field at a location gives what walking the record gives, on random
+    /// templates (every integer width, longer and empty fields, variable-length ones in both forms,
+    /// records shorter than 8 octets) and random records of them.
+    #[test]
+    fn located_reads_match_the_walk_of_every_field() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let lengths = [1, 2, 3, 4, 5, 6, 7, 8, 0, 16, VARIABLE_LENGTH];
+        // How many integer reads took each path: the windowed one and the general one.
+        let mut paths = [0usize; 2];
+        let mut long_forms = 0;
+        for _ in 0..3_000 {
+            let n = 1 + next() % 6;
+            let fields: Vec<FieldSpec> = (0..n)
+                .map(|i| FieldSpec::iana(i as u16 + 1, lengths[(next() % 11) as usize]))
+                .collect();
+            let Ok(t) = Template::new(256, fields) else {
+                continue;
+            };
+            let locations: Vec<Location> = t.fields().iter().map(|f| t.locate(f.id, 0).unwrap()).collect();
+            for _ in 0..4 {
+                let mut body = Vec::new();
+                for f in t.fields() {
+                    let len = match f.length {
+                        VARIABLE_LENGTH => {
+                            let len = (next() % 12) as usize;
+                            if next() % 4 == 0 {
+                                long_forms += 1;
+                                body.extend_from_slice(&[255, 0, len as u8]);
+                            } else {
+                                body.push(len as u8);
+                            }
+                            len
+                        }
+                        n => usize::from(n),
+                    };
+                    body.extend((0..len).map(|_| next() as u8));
+                }
+                let r = DataRecords::new(&t, &body).next().unwrap().unwrap();
+                assert_eq!(r.as_bytes().len(), body.len());
+                for (i, l) in locations.iter().enumerate() {
+                    let walked = r.fields().nth(i).unwrap();
+                    assert_eq!(r.at(l), Some(walked), "{t:?} {body:?} field {i}");
+                    assert_eq!(r.field(i), Some(walked));
+                    assert_eq!(r.u64_at(l), walked.u64(), "{t:?} {body:?} field {i}");
+                    assert_eq!(r.array_at::<4>(l), walked.value.try_into().ok());
+                    assert_eq!(r.array_at::<8>(l), walked.value.try_into().ok());
+                    paths[usize::from(!matches!(l.place(), Place::Uint { .. }))] += 1;
+                }
+            }
+        }
+        assert!(paths.iter().all(|&n| n > 1_000), "both paths tried: {paths:?}");
+        assert!(long_forms > 100);
+    }
+
+    /// A location applied to a record of another template reads whatever lies there, never past the
+    /// record and without panicking.
+    #[test]
+    fn a_location_of_another_template_stays_in_the_record() {
+        let long = Template::new(256, vec![FieldSpec::iana(1, 8), FieldSpec::iana(2, 4)]).unwrap();
+        let short = Template::new(257, vec![FieldSpec::iana(2, 4)]).unwrap();
+        let body = [1, 2, 3, 4];
+        let r = DataRecords::new(&short, &body).next().unwrap().unwrap();
+        for f in long.fields() {
+            let l = long.locate(f.id, 0).unwrap();
+            assert!(matches!(l.place(), Place::Uint { .. }));
+            assert_eq!(r.u64_at(&l), None);
+            assert_eq!(r.at(&l), None);
+            assert_eq!(r.array_at::<8>(&l), None);
+        }
     }
 
     #[test]

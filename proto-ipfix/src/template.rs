@@ -97,6 +97,19 @@ pub struct Location {
 pub(crate) enum Place {
     /// A fixed-length value at a fixed offset: `len` octets from `start` in every record.
     Fixed { start: u16, len: u16 },
+    /// A fixed-length value of 1 to 8 octets at a fixed offset, inside an 8-octet window that lies
+    /// within every record of the template: `len` octets from `start`, and the window from `window`.
+    /// Read as an unsigned integer, the window is loaded as one big-endian word, shifted right by
+    /// `shift` bits to drop the octets after the value, and masked with `mask` to drop those before it:
+    /// one load, a shift and an and, whatever the width, where [`crate::Field::u64`] tests the width
+    /// at every record.
+    Uint {
+        start: u16,
+        len: u16,
+        window: u16,
+        shift: u8,
+        mask: u64,
+    },
     /// A variable-length value whose length prefix is at a fixed offset.
     Prefixed { at: u16 },
     /// After a variable-length value: found by walking the record.
@@ -120,7 +133,9 @@ impl Location {
     /// variable-length value comes before it.
     pub fn offset(&self) -> Option<usize> {
         match self.place {
-            Place::Fixed { start, .. } | Place::Prefixed { at: start } => Some(usize::from(start)),
+            Place::Fixed { start, .. } | Place::Uint { start, .. } | Place::Prefixed { at: start } => {
+                Some(usize::from(start))
+            }
             Place::Walk => None,
         }
     }
@@ -276,9 +291,11 @@ impl Template {
     ///
     /// Finding a field once per template and reading it from each record with [`DataRecord::at`] spares
     /// the per-record search of [`DataRecord::get`] or a walk of all fields: a field that no
-    /// variable-length value precedes is read at its fixed offset.
+    /// variable-length value precedes is read at its fixed offset. For an integer of 1 to 8 octets, the
+    /// location also holds how to read it as one 8-octet word, which [`DataRecord::u64_at`] uses.
     ///
     /// [`DataRecord::at`]: crate::DataRecord::at
+    /// [`DataRecord::u64_at`]: crate::DataRecord::u64_at
     /// [`DataRecord::get`]: crate::DataRecord::get
     pub fn locate(&self, id: u16, pen: u32) -> Option<Location> {
         let index = self.position(id, pen)?;
@@ -286,16 +303,45 @@ impl Template {
         let place = match self.offsets.get(index) {
             None => Place::Walk,
             Some(&at) if spec.length == VARIABLE_LENGTH => Place::Prefixed { at },
-            Some(&start) => Place::Fixed {
-                start,
-                len: spec.length,
-            },
+            Some(&start) => self.fixed_place(start, spec.length),
         };
         Some(Location {
             spec,
             index: u16::try_from(index).ok()?,
             place,
         })
+    }
+
+    /// The place of a fixed-length field of `len` octets at offset `start`: with an integer window when
+    /// the value is 1 to 8 octets and 8 octets around it lie within every record.
+    ///
+    /// Every record is at least [`Template::min_record_len`] octets, so the window may start at the value
+    /// when 8 octets from there fit in that, or end with the value when 8 octets fit before its end. The
+    /// octets of the window outside the value may belong to other fields, even variable-length ones:
+    /// the shifts drop them.
+    fn fixed_place(&self, start: u16, len: u16) -> Place {
+        const WORD: u16 = 8;
+        let end = start.saturating_add(len);
+        let window = if len == 0 || len > WORD {
+            None
+        } else if usize::from(start) + usize::from(WORD) <= self.min_record_len() {
+            Some(start)
+        } else {
+            end.checked_sub(WORD)
+        };
+        let Some(window) = window else {
+            return Place::Fixed { start, len };
+        };
+        // The octets of the window after the value, in bits: at most 7 octets, so the shift is at most
+        // 56 and fits in u8 (the window starts at or before the value and ends at or after its end).
+        let after = (window + WORD - end) as u8 * 8;
+        Place::Uint {
+            start,
+            len,
+            window,
+            shift: after,
+            mask: u64::MAX >> (64 - 8 * u32::from(len)),
+        }
     }
 
     /// Set ID of the template set this template travels in.

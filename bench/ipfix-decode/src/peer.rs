@@ -68,8 +68,8 @@ impl Peer {
 
 /// Reads one netflow_parser record into a flow.
 ///
-/// Not inlined, like [`crate::proto`]'s readers, so the flow stays in memory and the field loop's state in
-/// registers.
+/// Not inlined, like [`crate::proto`]'s field-by-field reader, so the flow stays in memory and the field
+/// loop's state in registers: inlined, this reader counted more instructions and ran no faster.
 #[inline(never)]
 fn peer_flow<'a>(record: &'a [(IPFixField, FieldValue)], f: &mut Flow<'a>) {
     use IANAIPFixField as I;
