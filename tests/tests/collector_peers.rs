@@ -34,20 +34,6 @@ use podflow_e2e::peer::{self, PeerProcess};
 use proto_ipfix::community_id::CommunityId;
 use serde_json::Value;
 
-/// The file of `exporter_exactness.rs`: every kind of flow the generator makes, thousands open at once.
-fn config() -> Config {
-    Config {
-        tcp: 2_400,
-        udp: 1_200,
-        icmp: 400,
-        v6_percent: 35,
-        fragmented: 40,
-        seed: 0x00c0_ffee,
-        flows_per_sec: 3_000.0,
-        ..Config::default()
-    }
-}
-
 struct Generated {
     dir: tempfile::TempDir,
     pcap: PathBuf,
@@ -63,7 +49,7 @@ fn generate() -> anyhow::Result<Generated> {
     let dir = tempfile::tempdir()?;
     let pcap = dir.path().join("flows.pcap");
     let mut truth = Vec::new();
-    let summary = pcapgen::generate_file(&config(), &pcap, Some(&mut truth))?;
+    let summary = pcapgen::generate_file(&Config::mixed(), &pcap, Some(&mut truth))?;
     let padding = padding_by_family(&pcap)?;
     // The file must hold what the explanations below are about.
     assert!(summary.later_fragments > 0 && summary.by_family[1].flows > 0 && summary.by_kind[2].flows > 0);

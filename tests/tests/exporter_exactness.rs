@@ -36,21 +36,6 @@ const MARKER_DOMAIN: u32 = 0x6d61_726b;
 /// Observation domain podflow-exporter is told to use.
 const OBSERVATION_DOMAIN: u32 = 4_242;
 
-/// A file with every kind of flow the generator makes, small enough for a quick test, large enough that
-/// thousands of flows are open at once and export messages come in bursts.
-fn config() -> Config {
-    Config {
-        tcp: 2_400,
-        udp: 1_200,
-        icmp: 400,
-        v6_percent: 35,
-        fragmented: 40,
-        seed: 0x00c0_ffee,
-        flows_per_sec: 3_000.0,
-        ..Config::default()
-    }
-}
-
 struct Generated {
     dir: tempfile::TempDir,
     pcap: PathBuf,
@@ -62,7 +47,7 @@ fn generate() -> anyhow::Result<Generated> {
     let dir = tempfile::tempdir()?;
     let pcap = dir.path().join("flows.pcap");
     let mut truth = Vec::new();
-    let summary = pcapgen::generate_file(&config(), &pcap, Some(&mut truth))?;
+    let summary = pcapgen::generate_file(&Config::mixed(), &pcap, Some(&mut truth))?;
     // The file must hold every case the exactness claims cover.
     assert!(summary.tcp_rst > 0 && summary.unanswered > 0 && summary.later_fragments > 0);
     assert!(summary.by_family[1].flows > 0 && summary.by_kind[2].flows > 0);

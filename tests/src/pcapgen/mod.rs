@@ -60,6 +60,25 @@ pub struct Config {
     pub all_concurrent: bool,
 }
 
+impl Config {
+    /// The mixed file the exactness and collector peer tests share: every kind of flow the generator
+    /// makes (TCP with FIN and RST, UDP with fragments and unanswered requests, ICMP, 35 % IPv6), small
+    /// enough for a quick test, large enough that thousands of flows are open at once and export messages
+    /// come in bursts.
+    pub fn mixed() -> Config {
+        Config {
+            tcp: 2_400,
+            udp: 1_200,
+            icmp: 400,
+            v6_percent: 35,
+            fragmented: 40,
+            seed: 0x00c0_ffee,
+            flows_per_sec: 3_000.0,
+            ..Config::default()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
