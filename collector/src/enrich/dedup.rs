@@ -7,8 +7,10 @@
 //! of the same identity from other observers within the window are marked duplicates. The owner's later
 //! records (active-timeout deltas) are never duplicates.
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::HashMap;
+use foldhash::fast::FixedState;
 
 use crate::model::{FlowRecord, InlineStr};
 
@@ -51,7 +53,9 @@ pub struct Dedup {
 /// A stable number for the observer of a record: the exporter's address and domain, and the pod a
 /// sidecar reports from.
 pub fn observer_of(r: &FlowRecord) -> u64 {
-    let mut h = DefaultHasher::new();
+    // A fixed seed: the number must not change while the collector runs. foldhash, not SipHash: this
+    // runs for every record.
+    let mut h = FixedState::with_seed(0x706f_6466_6c6f_7721).build_hasher();
     r.exporter.ip().hash(&mut h);
     r.observation_domain.hash(&mut h);
     r.observer.pod_namespace.hash(&mut h);
