@@ -164,6 +164,19 @@ impl NdjsonSink {
         }
     }
 
+    /// Buffers the document of one flow, and writes the buffer out once it passes [`FLUSH_AT`]: for a
+    /// caller that enriches and writes one flow at a time, with no batch of flows to collect.
+    pub fn write_one(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>) -> Result<(), Error> {
+        encode(flow, ctx, &mut self.pending);
+        self.pending.push(b'\n');
+        self.pending_docs += 1;
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
     /// Writes every buffered document out and flushes the writer.
     pub fn flush(&mut self) -> Result<(), Error> {
         let mut done = 0;
