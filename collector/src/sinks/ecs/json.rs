@@ -110,50 +110,57 @@ impl fmt::Write for Cursor<'_> {
     }
 }
 
-/// Longest key or object opening, quotes, colon and brace included (a longer name fails the build).
+/// Longest key or object opening, quotes, colon, brace and a leading comma included (a longer name fails
+/// the build).
 const PIECE: usize = 32;
 
-/// Most objects a layout can have (a layout with more fails the build).
-const MAX_OBJECTS: usize = 64;
+/// Longest move between two objects: closing braces, a comma and openings.
+const MOVE: usize = 64;
 
-/// A key or an object's opening, held in an array of fixed size so it is written with a copy of that
-/// size (see [`Cursor::padded`]).
+/// Most objects a layout can have (a layout with more fails the build).
+const MAX_OBJECTS: usize = 48;
+
+/// Text held in an array of fixed size, so it is written with a copy of that size (see
+/// [`Cursor::padded`]): keys, object openings, moves between objects.
 #[derive(Clone, Copy, Debug)]
-struct Piece {
-    bytes: [u8; PIECE],
+struct Piece<const S: usize> {
+    bytes: [u8; S],
     len: usize,
 }
 
-impl Piece {
-    const EMPTY: Piece = Piece {
-        bytes: [0; PIECE],
+impl<const S: usize> Piece<S> {
+    const EMPTY: Piece<S> = Piece {
+        bytes: [0; S],
         len: 0,
     };
 
-    /// `"` `name[from..to]` `"` `tail`.
-    const fn quoted(name: &[u8], from: usize, to: usize, tail: &[u8]) -> Piece {
-        let len = to - from + 2 + tail.len();
-        assert!(
-            len <= PIECE,
-            "a field name segment is too long for the JSON writer"
-        );
-        let mut bytes = [0u8; PIECE];
-        bytes[0] = b'"';
-        let mut i = from;
-        while i < to {
-            bytes[1 + i - from] = name[i];
-            i += 1;
-        }
-        bytes[1 + to - from] = b'"';
-        let mut t = 0;
-        while t < tail.len() {
-            bytes[2 + to - from + t] = tail[t];
-            t += 1;
-        }
-        Piece { bytes, len }
+    const fn push(mut self, b: u8) -> Self {
+        assert!(self.len < S, "a field name is too long for the JSON writer");
+        self.bytes[self.len] = b;
+        self.len += 1;
+        self
     }
 
-    const fn same(&self, other: &Piece) -> bool {
+    const fn extend(mut self, s: &[u8], from: usize, to: usize) -> Self {
+        let mut i = from;
+        while i < to {
+            self = self.push(s[i]);
+            i += 1;
+        }
+        self
+    }
+
+    /// `head` `"` `name[from..to]` `"` `tail`.
+    const fn quoted(head: &[u8], name: &[u8], from: usize, to: usize, tail: &[u8]) -> Self {
+        Self::EMPTY
+            .extend(head, 0, head.len())
+            .push(b'"')
+            .extend(name, from, to)
+            .push(b'"')
+            .extend(tail, 0, tail.len())
+    }
+
+    const fn same(&self, other: &Self) -> bool {
         if self.len != other.len {
             return false;
         }
@@ -179,16 +186,29 @@ struct Object {
     parent: usize,
     depth: usize,
     /// `"segment":{`
-    open: Piece,
+    open: Piece<PIECE>,
+}
+
+/// A name of the layout.
+#[derive(Clone, Copy, Debug)]
+struct Name {
+    /// The object it is a member of.
+    object: usize,
+    /// `"leaf":`, for the first member of its object.
+    key: Piece<PIECE>,
+    /// `,"leaf":`, for the others.
+    next: Piece<PIECE>,
 }
 
 /// The nesting of `N` dotted names, worked out at compile time.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout<const N: usize> {
-    /// Per name: the object it is a member of, and its key (`"leaf":`).
-    names: [(usize, Piece); N],
+    names: [Name; N],
     /// Objects; 0 is the top-level object.
     objects: [Object; MAX_OBJECTS],
+    /// `moves[a][b]`: from inside object `a`, after a member, to inside object `b` before its first
+    /// member: the closing braces, a comma and the openings (`}},"network":{`).
+    moves: [[Piece<MOVE>; MAX_OBJECTS]; MAX_OBJECTS],
 }
 
 impl<const N: usize> Layout<N> {
@@ -200,9 +220,15 @@ impl<const N: usize> Layout<N> {
             depth: 0,
             open: Piece::EMPTY,
         };
+        let none = Name {
+            object: 0,
+            key: Piece::EMPTY,
+            next: Piece::EMPTY,
+        };
         let mut layout = Layout {
-            names: [(0, Piece::EMPTY); N],
+            names: [none; N],
             objects: [top; MAX_OBJECTS],
+            moves: [[Piece::EMPTY; MAX_OBJECTS]; MAX_OBJECTS],
         };
         let mut count = 1;
         let mut i = 0;
@@ -213,7 +239,7 @@ impl<const N: usize> Layout<N> {
                 if name[j] == b'.' {
                     // The segment name[from..j] names an object inside `object`: found, or made.
                     depth += 1;
-                    let open = Piece::quoted(name, from, j, b":{");
+                    let open = Piece::quoted(b"", name, from, j, b":{");
                     let mut found = 0;
                     let mut o = 1;
                     while o < count {
@@ -238,18 +264,67 @@ impl<const N: usize> Layout<N> {
                 }
                 j += 1;
             }
-            layout.names[i] = (object, Piece::quoted(name, from, name.len(), b":"));
+            layout.names[i] = Name {
+                object,
+                key: Piece::quoted(b"", name, from, name.len(), b":"),
+                next: Piece::quoted(b",", name, from, name.len(), b":"),
+            };
             i += 1;
         }
+        let mut a = 0;
+        while a < count {
+            let mut b = 0;
+            while b < count {
+                layout.moves[a][b] = layout.make_move(a, b);
+                b += 1;
+            }
+            a += 1;
+        }
         layout
+    }
+
+    const fn make_move(&self, from: usize, to: usize) -> Piece<MOVE> {
+        let o = &self.objects;
+        let mut m = Piece::EMPTY;
+        // Up to the deepest common ancestor, closing what is left.
+        let (mut a, mut b) = (from, to);
+        while o[a].depth > o[b].depth {
+            m = m.push(b'}');
+            a = o[a].parent;
+        }
+        while o[b].depth > o[a].depth {
+            b = o[b].parent;
+        }
+        while a != b {
+            m = m.push(b'}');
+            a = o[a].parent;
+            b = o[b].parent;
+        }
+        // A member was written before: a comma, then the openings down to `to`, outermost first.
+        m = m.push(b',');
+        let mut path = [0usize; MAX_OBJECTS];
+        let mut n = 0;
+        let mut x = to;
+        while x != a {
+            path[n] = x;
+            n += 1;
+            x = o[x].parent;
+        }
+        while n > 0 {
+            n -= 1;
+            let open = &o[path[n]].open;
+            m = m.extend(&open.bytes, 0, open.len);
+        }
+        m
     }
 }
 
 /// Writes one JSON object whose members are the names of a [`Layout`], given by index.
 pub(crate) struct ObjectWriter<'a, 'c> {
     out: &'a mut Cursor<'c>,
-    names: &'a [(usize, Piece)],
+    names: &'a [Name],
     objects: &'a [Object],
+    moves: &'a [[Piece<MOVE>; MAX_OBJECTS]],
     /// The innermost open object.
     open: usize,
     /// No member written yet in the innermost open object.
@@ -264,6 +339,7 @@ impl<'a, 'c> ObjectWriter<'a, 'c> {
             out,
             names: &layout.names,
             objects: &layout.objects,
+            moves: &layout.moves,
             open: 0,
             first: true,
         }
@@ -274,17 +350,25 @@ impl<'a, 'c> ObjectWriter<'a, 'c> {
     /// value must follow.
     #[inline(always)]
     pub(crate) fn key(&mut self, name: usize) {
-        let Some((object, key)) = self.names.get(name) else {
+        let Some(n) = self.names.get(name) else {
             return;
         };
-        // Most members are siblings of the previous one: nothing to close or open.
-        if *object != self.open {
-            self.reopen(*object);
+        if n.object == self.open {
+            // A sibling of the previous member, or the first of its object.
+            if self.first { &n.key } else { &n.next }.put(self.out);
+        } else if let (false, Some(m)) = (
+            self.first,
+            self.moves.get(self.open).and_then(|row| row.get(n.object)),
+        ) {
+            // Into another object, after a member: one precomputed move, then the key.
+            m.put(self.out);
+            n.key.put(self.out);
+            self.open = n.object;
+        } else {
+            // The first member of the document inside an object.
+            self.reopen(n.object);
+            if self.first { &n.key } else { &n.next }.put(self.out);
         }
-        if !self.first {
-            self.out.byte(b',');
-        }
-        key.put(self.out);
         self.first = false;
     }
 
@@ -358,7 +442,7 @@ pub(crate) fn string(out: &mut Cursor<'_>, s: &str) {
 
 /// True when `b` must be escaped in a JSON string.
 #[inline(always)]
-fn needs_escape(b: u8) -> bool {
+const fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
@@ -408,17 +492,37 @@ pub(crate) fn escape(out: &mut Cursor<'_>, s: &str, dedot: bool) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Stores the decimal digits of `n` at the start of `room`; returns how many.
+/// "00" to "99": two digits per division.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Stores the decimal digits of `n` at the start of `room` (20 octets hold any); returns how many.
 #[inline(always)]
 fn put_number(room: &mut [u8], n: u64) -> usize {
     let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
-    let mut n = n;
-    if let Some(digits) = room.get_mut(..len) {
-        for d in digits.iter_mut().rev() {
-            // n % 10 < 10: the cast cannot truncate.
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+    let Some(digits) = room.get_mut(..len) else {
+        return len;
+    };
+    let (mut n, mut i) = (n, len);
+    while i >= 2 {
+        // n % 100 < 100: the index is within the table.
+        let p = (n % 100) as usize * 2;
+        digits[i - 2] = PAIRS[p];
+        digits[i - 1] = PAIRS[p + 1];
+        n /= 100;
+        i -= 2;
+    }
+    if i == 1 {
+        // n < 10 here.
+        digits[0] = b'0' + n as u8;
     }
     len
 }
@@ -461,6 +565,54 @@ impl IpText {
         // An IPv6 address is at most 45 characters: it always fits.
         let len = c.finish().unwrap_or(0);
         IpText { bytes, len }
+    }
+
+    /// Writes the text.
+    #[inline(always)]
+    pub(crate) fn put(&self, out: &mut Cursor<'_>) {
+        out.padded(&self.bytes, self.len);
+    }
+}
+
+/// A fixed piece of JSON text of the encoder's own (a quoted word such as `"tcp"`, or `["network"]`),
+/// held padded for a fixed-size copy. Made at compile time, where a word that would need escaping
+/// fails the build.
+pub(crate) struct Word {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Word {
+    /// The JSON string of `s`.
+    pub(crate) const fn quoted(s: &str) -> Word {
+        let s = s.as_bytes();
+        assert!(s.len() + 2 <= 32, "word too long");
+        let mut bytes = [0u8; 32];
+        bytes[0] = b'"';
+        let mut i = 0;
+        while i < s.len() {
+            assert!(!needs_escape(s[i]), "a word must need no escaping");
+            bytes[1 + i] = s[i];
+            i += 1;
+        }
+        bytes[1 + s.len()] = b'"';
+        Word {
+            bytes,
+            len: s.len() + 2,
+        }
+    }
+
+    /// `s` as it is: JSON text.
+    pub(crate) const fn raw(s: &str) -> Word {
+        let s = s.as_bytes();
+        assert!(s.len() <= 32, "word too long");
+        let mut bytes = [0u8; 32];
+        let mut i = 0;
+        while i < s.len() {
+            bytes[i] = s[i];
+            i += 1;
+        }
+        Word { bytes, len: s.len() }
     }
 
     /// Writes the text.
