@@ -16,7 +16,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::ecs::{Context, encode};
+use super::ecs::{Context, encode, encode_into};
 use crate::model::EnrichedFlow;
 
 /// Buffered octets that trigger a write.
@@ -111,6 +111,9 @@ pub struct NdjsonSink {
     /// Whole lines in `pending`: counted as they are encoded, so a write that takes everything needs no
     /// scan of the buffer.
     pending_docs: u64,
+    /// Where [`NdjsonSink::write_one`] encodes a document before appending it: reused as it is, with
+    /// no clearing or zeroing per document.
+    scratch: Vec<u8>,
     written: u64,
     dropped: u64,
 }
@@ -148,6 +151,7 @@ impl NdjsonSink {
             out,
             pending: Vec::with_capacity(FLUSH_AT * 2),
             pending_docs: 0,
+            scratch: vec![0; 8192],
             written: 0,
             dropped: 0,
         }
@@ -167,7 +171,14 @@ impl NdjsonSink {
     /// Buffers the document of one flow, and writes the buffer out once it passes [`FLUSH_AT`]: for a
     /// caller that enriches and writes one flow at a time, with no batch of flows to collect.
     pub fn write_one(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>) -> Result<(), Error> {
-        encode(flow, ctx, &mut self.pending);
+        loop {
+            if let Some(n) = encode_into(flow, ctx, &mut self.scratch) {
+                self.pending.extend_from_slice(&self.scratch[..n]);
+                break;
+            }
+            let more = self.scratch.len() * 2;
+            self.scratch.resize(more, 0);
+        }
         self.pending.push(b'\n');
         self.pending_docs += 1;
         if self.pending.len() >= FLUSH_AT {

@@ -95,26 +95,31 @@ const ROOM: usize = 3072;
 
 /// Appends the ECS document of `flow` to `out` (no newline).
 pub fn encode(flow: &EnrichedFlow, ctx: &Context<'_>, out: &mut Vec<u8>) {
-    let doc = Doc::new(flow, ctx);
     let start = out.len();
     let mut room = ROOM;
     loop {
         out.resize(start + room, 0);
-        let mut cursor = Cursor::new(&mut out[start..]);
-        let mut each = Each {
-            doc: &doc,
-            w: ObjectWriter::begin(&mut cursor, &LAYOUT),
-        };
-        for_each_key(&mut each);
-        each.w.end();
-        match cursor.finish() {
-            Some(n) => {
-                out.truncate(start + n);
-                return;
-            }
-            None => room *= 2,
+        if let Some(n) = encode_into(flow, ctx, &mut out[start..]) {
+            out.truncate(start + n);
+            return;
         }
+        room *= 2;
     }
+}
+
+/// Writes the ECS document of `flow` at the start of `buf` and returns its length, or `None` when it
+/// does not fit (what `buf` then holds is unspecified). Whatever `buf` held before is overwritten, so a
+/// caller can reuse one buffer for every document without clearing it.
+pub fn encode_into(flow: &EnrichedFlow, ctx: &Context<'_>, buf: &mut [u8]) -> Option<usize> {
+    let doc = Doc::new(flow, ctx);
+    let mut cursor = Cursor::new(buf);
+    let mut each = Each {
+        doc: &doc,
+        w: ObjectWriter::begin(&mut cursor, &LAYOUT),
+    };
+    for_each_key(&mut each);
+    each.w.end();
+    cursor.finish()
 }
 
 /// Writes every field of a document in table order.

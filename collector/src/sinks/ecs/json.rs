@@ -10,8 +10,7 @@
 //! depth and opening (`"nat":{`). Writing a member is a comparison of object numbers and a copy of its
 //! key.
 //!
-//! A document is written through a [`Cursor`]: a buffer of zeros, prepared once per document, and a
-//! position in it. Every write is a bounds check and stores, with no length or capacity of a `Vec` to
+//! A document is written through a [`Cursor`]: a buffer and a position in it. Every write is a bounds check and stores, with no length or capacity of a `Vec` to
 //! load and update through a pointer on every octet; a document that does not fit is written again
 //! with more room. Keys and numbers are stored where they go rather than assembled elsewhere and
 //! copied: a copy reading octets just stored one by one waits for those stores to land.
@@ -25,7 +24,8 @@ use std::net::IpAddr;
 /// format would reject them.
 pub(crate) const MAX_DATE_MS: u64 = 253_402_300_799_999;
 
-/// A document being written: a buffer (of zeros: what is not written is cut off) and a position in it.
+/// A document being written: a buffer and a position in it. Every octet before the position has been
+/// written, so the buffer may hold anything to start with (zeros, or the previous document).
 pub(crate) struct Cursor<'a> {
     buf: &'a mut [u8],
     at: usize,
