@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::decode::{DecodeStats, Decoder, DecoderConfig};
 use crate::enrich::{Attributor, Enricher};
 use crate::metrics::{Metrics, State};
-use crate::model::{EnrichedFlow, FlowRecord, Protocol};
+use crate::model::{FlowRecord, Protocol};
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
 use crate::sinks::ndjson::NdjsonSink;
@@ -215,7 +215,6 @@ fn enrich_loop(
     metrics: &Metrics,
 ) -> RunTotals {
     let mut totals = RunTotals::default();
-    let mut flows: Vec<EnrichedFlow> = Vec::new();
     let mut next_tick = Instant::now();
     let mut published = enricher.stats();
     loop {
@@ -227,7 +226,6 @@ fn enrich_loop(
         if let Some(records) = batch {
             totals.records += records.len() as u64;
             depth.fetch_sub(records.len() as u64, Ordering::Relaxed);
-            flows.extend(records.into_iter().filter_map(|r| enricher.enrich(r, attributor)));
             let ctx = Context {
                 created_ms: now_ms(),
                 cluster_name: cluster_name.as_deref(),
@@ -235,11 +233,17 @@ fn enrich_loop(
                 kubernetes,
                 exporter_names: None,
             };
-            if let Some(Err(e)) = sink.as_mut().map(|s| s.write(&flows, &ctx)) {
-                eprintln!("podflow-collector: ndjson: {e}");
+            // Each flow is encoded as soon as it is enriched: collecting them first moved every flow
+            // (some 400 octets) once more, out of cache by the time it was encoded.
+            for r in records {
+                let Some(flow) = enricher.enrich(r, attributor) else {
+                    continue;
+                };
+                totals.documents += 1;
+                if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx)) {
+                    eprintln!("podflow-collector: ndjson: {e}");
+                }
             }
-            totals.documents += flows.len() as u64;
-            flows.clear();
         }
         if next_tick.elapsed() >= Duration::from_secs(1) {
             next_tick = Instant::now();

@@ -210,3 +210,36 @@ fn the_command_line_option() {
     assert_eq!(cli.ndjson.target(), None);
     assert_eq!(Target::Stdout.to_string(), "standard output");
 }
+
+#[test]
+fn one_flow_at_a_time_writes_what_a_batch_writes() {
+    // A pod with many labels: its document outgrows the sink's first encoding buffer several times.
+    let labels: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("example.com/label-{i:03}"), "v".repeat(40)))
+        .collect();
+    let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut big = common::tcp_biflow_nat();
+    big.source = Some(common::pod(
+        "shop",
+        "frontend-7d9f-abcde",
+        ("Deployment", "frontend"),
+        "node-a",
+        &refs,
+    ));
+    // Small documents after the large one: the reused buffer holds the large one's tail.
+    let flows = [vec![big], flows(), flows()].concat();
+    let mut expected = Vec::new();
+    encode_batch(&flows, &common::ctx(), &mut expected);
+    assert!(expected.len() > 20_000);
+
+    let out = Flaky::default();
+    let mut sink = NdjsonSink::with_writer(Target::Stdout, Box::new(out.clone()));
+    for f in &flows {
+        sink.write_one(f, &common::ctx()).unwrap();
+    }
+    sink.flush().unwrap();
+    assert_eq!(sink.written_documents(), flows.len() as u64);
+    let written = out.out.lock().unwrap().clone();
+    assert_eq!(documents(&written), flows.len());
+    assert_eq!(written, expected);
+}

@@ -7,8 +7,11 @@
 //! of the same identity from other observers within the window are marked duplicates. The owner's later
 //! records (active-timeout deltas) are never duplicates.
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::HashMap;
+use foldhash::fast::FixedState;
 
 use crate::model::{FlowRecord, InlineStr};
 
@@ -51,7 +54,9 @@ pub struct Dedup {
 /// A stable number for the observer of a record: the exporter's address and domain, and the pod a
 /// sidecar reports from.
 pub fn observer_of(r: &FlowRecord) -> u64 {
-    let mut h = DefaultHasher::new();
+    // A fixed seed: the number must not change while the collector runs. foldhash, not SipHash: this
+    // runs for every record.
+    let mut h = FixedState::with_seed(0x706f_6466_6c6f_7721).build_hasher();
     r.exporter.ip().hash(&mut h);
     r.observation_domain.hash(&mut h);
     r.observer.pod_namespace.hash(&mut h);
@@ -82,34 +87,39 @@ impl Dedup {
     /// already reported it within the window.
     pub fn is_duplicate(&mut self, identity: InlineStr, observer: u64, at_ms: u64) -> bool {
         let window = self.cfg.window_ms;
-        if let Some(o) = self.owners.get_mut(&identity) {
-            if o.observer == observer {
-                o.last_ms = o.last_ms.max(at_ms);
-                return false;
+        let full = self.owners.len() >= self.cfg.max_entries;
+        // One lookup for both the known and the new identity: the table is large and each probe is
+        // likely a cache miss.
+        match self.owners.entry(identity) {
+            Entry::Occupied(mut e) => {
+                let o = e.get_mut();
+                if o.observer == observer {
+                    o.last_ms = o.last_ms.max(at_ms);
+                    return false;
+                }
+                if at_ms.saturating_sub(o.last_ms) <= window {
+                    self.duplicates += 1;
+                    return true;
+                }
+                // The owner went quiet long ago: this observer takes over.
+                *o = Owner {
+                    observer,
+                    last_ms: at_ms,
+                };
+                false
             }
-            if at_ms.saturating_sub(o.last_ms) <= window {
-                self.duplicates += 1;
-                return true;
+            Entry::Vacant(_) if full => {
+                self.untracked += 1;
+                false
             }
-            // The owner went quiet long ago: this observer takes over.
-            *o = Owner {
-                observer,
-                last_ms: at_ms,
-            };
-            return false;
+            Entry::Vacant(e) => {
+                e.insert(Owner {
+                    observer,
+                    last_ms: at_ms,
+                });
+                false
+            }
         }
-        if self.owners.len() >= self.cfg.max_entries {
-            self.untracked += 1;
-            return false;
-        }
-        self.owners.insert(
-            identity,
-            Owner {
-                observer,
-                last_ms: at_ms,
-            },
-        );
-        false
     }
 
     /// Forgets identities whose owner has been quiet for the window.

@@ -9,8 +9,9 @@
 //!
 //! Pure: times are parameters (Unix milliseconds, the records' own times).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::model::{FlowRecord, InlineStr};
 

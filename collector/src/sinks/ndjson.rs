@@ -16,7 +16,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::ecs::{Context, encode};
+use super::ecs::{Context, encode, encode_into};
 use crate::model::EnrichedFlow;
 
 /// Buffered octets that trigger a write.
@@ -108,6 +108,12 @@ pub struct NdjsonSink {
     target: Target,
     out: Box<dyn Write + Send>,
     pending: Vec<u8>,
+    /// Whole lines in `pending`: counted as they are encoded, so a write that takes everything needs no
+    /// scan of the buffer.
+    pending_docs: u64,
+    /// Where [`NdjsonSink::write_one`] encodes a document before appending it: reused as it is, with
+    /// no clearing or zeroing per document.
+    scratch: Vec<u8>,
     written: u64,
     dropped: u64,
 }
@@ -144,6 +150,8 @@ impl NdjsonSink {
             target,
             out,
             pending: Vec::with_capacity(FLUSH_AT * 2),
+            pending_docs: 0,
+            scratch: vec![0; 8192],
             written: 0,
             dropped: 0,
         }
@@ -152,6 +160,27 @@ impl NdjsonSink {
     /// Buffers the documents of `flows`, and writes them out once the buffer passes [`FLUSH_AT`].
     pub fn write(&mut self, flows: &[EnrichedFlow], ctx: &Context<'_>) -> Result<(), Error> {
         encode_batch(flows, ctx, &mut self.pending);
+        self.pending_docs += flows.len() as u64;
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Buffers the document of one flow, and writes the buffer out once it passes [`FLUSH_AT`]: for a
+    /// caller that enriches and writes one flow at a time, with no batch of flows to collect.
+    pub fn write_one(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>) -> Result<(), Error> {
+        loop {
+            if let Some(n) = encode_into(flow, ctx, &mut self.scratch) {
+                self.pending.extend_from_slice(&self.scratch[..n]);
+                break;
+            }
+            let more = self.scratch.len() * 2;
+            self.scratch.resize(more, 0);
+        }
+        self.pending.push(b'\n');
+        self.pending_docs += 1;
         if self.pending.len() >= FLUSH_AT {
             self.flush()
         } else {
@@ -173,7 +202,14 @@ impl NdjsonSink {
                 Err(e) => break Err(e),
             }
         };
-        self.written += count_lines(&self.pending[..done]);
+        // Only a write cut short (an error) needs the lines counted.
+        let lines = if done == self.pending.len() {
+            self.pending_docs
+        } else {
+            count_lines(&self.pending[..done])
+        };
+        self.written += lines;
+        self.pending_docs -= lines;
         self.pending.drain(..done);
         match result {
             Ok(()) => Ok(()),
@@ -215,7 +251,9 @@ impl NdjsonSink {
         }
         // pending ends with '\n' (only whole lines are ever added), so a newline exists.
         let keep = self.pending.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.dropped += count_lines(&self.pending[keep..]);
+        let dropped = count_lines(&self.pending[keep..]);
+        self.dropped += dropped;
+        self.pending_docs -= dropped;
         self.pending.truncate(keep);
     }
 }

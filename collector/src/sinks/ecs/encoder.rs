@@ -17,13 +17,15 @@
 //!   learned by the NAT join stands in for missing post-NAT destination fields.
 //! * Ports are written only for protocols that have them; ICMP type and code go to `podflow.icmp.*`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::thread::LocalKey;
 
-use super::fields::{ECS_VERSION, FIELDS, Field, Key};
-use super::json::{self, MAX_DATE_MS, ObjectWriter};
+use super::fields::{ECS_VERSION, EachKey, Key, NAMES, for_each_key};
+use super::json::{self, Cursor, DateText, IpText, Layout, MAX_DATE_MS, ObjectWriter, Word};
 use crate::model::{Counters, EnrichedFlow, FlowRecord, K8sEndpoint, NatEndpoint};
 
 /// What the encoder needs besides the flow.
@@ -71,14 +73,85 @@ impl<S: BuildHasher> ExporterNames for HashMap<IpAddr, Arc<str>, S> {
 /// `data_stream.dataset` and `event.dataset`.
 pub const DATASET: &str = "podflow.flows";
 
+/// The nesting of [`FIELDS`], worked out at compile time.
+static LAYOUT: Layout<{ NAMES.len() }> = Layout::new(NAMES);
+
+/// A `&'static Word`: `word!("tcp")` is the JSON string `"tcp"`, `word!(raw "[1]")` the text as it is;
+/// made, and checked to need no escaping, at compile time.
+macro_rules! word {
+    (raw $s:expr) => {{
+        const W: Word = Word::raw($s);
+        &W
+    }};
+    ($s:expr) => {{
+        const W: Word = Word::quoted($s);
+        &W
+    }};
+}
+
+/// Room made for a document before writing it; one that needs more is written again with twice as much.
+/// Documents without Kubernetes labels take about 1.3 KiB.
+const ROOM: usize = 3072;
+
 /// Appends the ECS document of `flow` to `out` (no newline).
 pub fn encode(flow: &EnrichedFlow, ctx: &Context<'_>, out: &mut Vec<u8>) {
-    let doc = Doc::new(flow, ctx);
-    let mut w = ObjectWriter::begin(out);
-    for field in FIELDS {
-        doc.write(field, &mut w);
+    let start = out.len();
+    let mut room = ROOM;
+    loop {
+        out.resize(start + room, 0);
+        if let Some(n) = encode_into(flow, ctx, &mut out[start..]) {
+            out.truncate(start + n);
+            return;
+        }
+        room *= 2;
     }
-    w.end();
+}
+
+/// Writes the ECS document of `flow` at the start of `buf` and returns its length, or `None` when it
+/// does not fit (what `buf` then holds is unspecified). Whatever `buf` held before is overwritten, so a
+/// caller can reuse one buffer for every document without clearing it.
+pub fn encode_into(flow: &EnrichedFlow, ctx: &Context<'_>, buf: &mut [u8]) -> Option<usize> {
+    let doc = Doc::new(flow, ctx);
+    let mut cursor = Cursor::new(buf);
+    let mut each = Each {
+        doc: &doc,
+        w: ObjectWriter::begin(&mut cursor, &LAYOUT),
+    };
+    for_each_key(&mut each);
+    each.w.end();
+    cursor.finish()
+}
+
+/// Writes every field of a document in table order.
+struct Each<'d, 'w, 'c> {
+    doc: &'d Doc<'d>,
+    w: ObjectWriter<'w, 'c>,
+}
+
+impl EachKey for Each<'_, '_, '_> {
+    #[inline(always)]
+    fn field(&mut self, key: Key) {
+        self.doc.write(key, &mut self.w);
+    }
+}
+
+thread_local! {
+    /// The last `event.created` formatted, and its text.
+    static CREATED: Cell<(u64, Option<DateText>)> = const { Cell::new((0, None)) };
+    /// The last `podflow.exporter.timestamp` formatted, and its text.
+    static EXPORTED: Cell<(u64, Option<DateText>)> = const { Cell::new((0, None)) };
+}
+
+/// The text of `ms`, formatted again only when it differs from the last one `cache` holds.
+fn cached_date(cache: &'static LocalKey<Cell<(u64, Option<DateText>)>>, ms: u64) -> DateText {
+    cache.with(|c| match c.get() {
+        (last, Some(text)) if last == ms => text,
+        _ => {
+            let text = DateText::new(ms);
+            c.set((ms, Some(text)));
+            text
+        }
+    })
 }
 
 /// Which endpoint of the record.
@@ -103,12 +176,17 @@ struct Doc<'a> {
     r: &'a FlowRecord,
     ctx: &'a Context<'a>,
     timestamp_ms: u64,
+    /// `@timestamp` as text, which `event.end` usually repeats.
+    timestamp_text: DateText,
     start_ms: Option<u64>,
     end_ms: Option<u64>,
     initiator: Option<Side>,
     has_ports: bool,
     src_nat: Option<NatEndpoint>,
     dst_nat: Option<NatEndpoint>,
+    /// The addresses as text: each is written several times (address, ip, client or server, related).
+    src_text: IpText,
+    dst_text: IpText,
 }
 
 impl<'a> Doc<'a> {
@@ -139,12 +217,15 @@ impl<'a> Doc<'a> {
             r,
             ctx,
             timestamp_ms,
+            timestamp_text: DateText::new(timestamp_ms),
             start_ms,
             end_ms,
             initiator,
             has_ports: matches!(r.proto, 6 | 17 | 33 | 132 | 136),
             src_nat: translated(r.post_nat_src, r.src, r.sport),
             dst_nat,
+            src_text: IpText::new(r.src),
+            dst_text: IpText::new(r.dst),
         }
     }
 
@@ -183,9 +264,9 @@ impl<'a> Doc<'a> {
         }
     }
 
-    fn direction(&self) -> &'static str {
+    fn direction(&self) -> &'static Word {
         if !self.ctx.kubernetes {
-            return "unknown";
+            return word!("unknown");
         }
         let src_in = self.flow.source.is_some();
         let dst_in = self.flow.destination.is_some();
@@ -195,10 +276,10 @@ impl<'a> Doc<'a> {
             (src_in, dst_in)
         };
         match (client_in, server_in) {
-            (true, true) => "internal",
-            (false, true) => "inbound",
-            (true, false) => "outbound",
-            (false, false) => "external",
+            (true, true) => word!("internal"),
+            (false, true) => word!("inbound"),
+            (true, false) => word!("outbound"),
+            (false, false) => word!("external"),
         }
     }
 
@@ -227,35 +308,42 @@ impl<'a> Doc<'a> {
             .or_else(|| self.ctx.exporter_names?.hostname(self.r.exporter.ip()))
     }
 
-    /// Writes `field` if the flow has a value for it.
-    fn write(&self, field: &Field, w: &mut ObjectWriter<'_>) {
+    /// Writes the field of `key` if the flow has a value for it. Inlined into [`for_each_key`]'s
+    /// unrolled calls, where `key` is a constant and the match reduces to its arm.
+    #[inline(always)]
+    fn write(&self, key: Key, w: &mut ObjectWriter<'_, '_>) {
         let r = self.r;
-        let name = field.name;
-        match field.key {
-            Key::Timestamp => date_field(w, name, Some(self.timestamp_ms)),
-            Key::EcsVersion => str_field(w, name, Some(ECS_VERSION)),
+        // The field's index in FIELDS, which is its index in LAYOUT.
+        let name = key as usize;
+        match key {
+            Key::Timestamp => {
+                w.key(name);
+                self.timestamp_text.put(w.out());
+            }
+            Key::EcsVersion => word_field(w, name, Some(word!(ECS_VERSION))),
             Key::DataStreamType => str_field(w, name, self.ctx.data_stream_namespace.map(|_| "logs")),
             Key::DataStreamDataset => str_field(w, name, self.ctx.data_stream_namespace.map(|_| DATASET)),
             Key::DataStreamNamespace => str_field(w, name, self.ctx.data_stream_namespace),
-            Key::EventKind => str_field(w, name, Some("event")),
-            Key::EventCategory => raw_field(w, name, b"[\"network\"]"),
+            Key::EventKind => word_field(w, name, Some(word!("event"))),
+            Key::EventCategory => word_field(w, name, Some(word!(raw "[\"network\"]"))),
             Key::EventType => {
                 // Active timeout (2) reports a flow that goes on; every other end reason ends it.
                 let ended = r.end_reason.is_some_and(|reason| reason != 2);
-                raw_field(
-                    w,
-                    name,
-                    if ended {
-                        b"[\"connection\",\"end\"]"
-                    } else {
-                        b"[\"connection\"]"
-                    },
-                )
+                let types = if ended {
+                    word!(raw "[\"connection\",\"end\"]")
+                } else {
+                    word!(raw "[\"connection\"]")
+                };
+                word_field(w, name, Some(types))
             }
-            Key::EventAction => str_field(w, name, Some("network_flow")),
-            Key::EventDataset => str_field(w, name, Some(DATASET)),
-            Key::EventModule => str_field(w, name, Some("podflow")),
+            Key::EventAction => word_field(w, name, Some(word!("network_flow"))),
+            Key::EventDataset => word_field(w, name, Some(word!(DATASET))),
+            Key::EventModule => word_field(w, name, Some(word!("podflow"))),
             Key::EventStart => date_field(w, name, self.start_ms),
+            Key::EventEnd if self.end_ms == Some(self.timestamp_ms) => {
+                w.key(name);
+                self.timestamp_text.put(w.out());
+            }
             Key::EventEnd => date_field(w, name, self.end_ms),
             Key::EventDuration => {
                 let ns = match (self.start_ms, self.end_ms) {
@@ -264,22 +352,26 @@ impl<'a> Doc<'a> {
                 };
                 long_field(w, name, ns)
             }
-            Key::EventCreated => date_field(w, name, Some(self.ctx.created_ms.min(MAX_DATE_MS))),
+            Key::EventCreated => {
+                // The same for a whole batch of documents.
+                w.key(name);
+                cached_date(&CREATED, self.ctx.created_ms.min(MAX_DATE_MS)).put(w.out());
+            }
 
             Key::SourceAddress | Key::DestinationAddress | Key::ClientAddress | Key::ServerAddress => {
-                self.address(w, field.key, name)
+                self.address(w, key, name)
             }
-            Key::SourceIp => ip_field(w, name, Some(r.src)),
+            Key::SourceIp => self.ip_field(w, name, Some(r.src)),
             Key::SourcePort => self.port_field(w, name, Some(self.endpoint(Side::Source))),
             Key::SourceBytes => long_field(w, name, Some(r.forward.octets)),
             Key::SourcePackets => long_field(w, name, Some(r.forward.packets)),
-            Key::SourceNatIp => ip_field(w, name, self.src_nat.and_then(|n| n.ip)),
+            Key::SourceNatIp => self.ip_field(w, name, self.src_nat.and_then(|n| n.ip)),
             Key::SourceNatPort => long_field(w, name, self.src_nat.and_then(|n| n.port).map(u64::from)),
-            Key::DestinationIp => ip_field(w, name, Some(r.dst)),
+            Key::DestinationIp => self.ip_field(w, name, Some(r.dst)),
             Key::DestinationPort => self.port_field(w, name, Some(self.endpoint(Side::Destination))),
             Key::DestinationBytes => long_field(w, name, r.reverse.map(|c| c.octets)),
             Key::DestinationPackets => long_field(w, name, r.reverse.map(|c| c.packets)),
-            Key::DestinationNatIp => ip_field(w, name, self.dst_nat.and_then(|n| n.ip)),
+            Key::DestinationNatIp => self.ip_field(w, name, self.dst_nat.and_then(|n| n.ip)),
             Key::DestinationNatPort => long_field(w, name, self.dst_nat.and_then(|n| n.port).map(u64::from)),
 
             Key::SourceK8sNamespace => k8s_str(w, name, self.k8s(Side::Source), |k| Some(&k.namespace)),
@@ -319,59 +411,67 @@ impl<'a> Doc<'a> {
             }
             Key::DestinationK8sLabels => labels_field(w, name, self.k8s(Side::Destination)),
 
-            Key::ClientIp => ip_field(w, name, self.client().map(|e| e.ip)),
+            Key::ClientIp => self.ip_field(w, name, self.client().map(|e| e.ip)),
             Key::ClientPort => self.port_field(w, name, self.client()),
             Key::ClientBytes => long_field(w, name, self.client().and_then(|e| e.sent).map(|c| c.octets)),
             Key::ClientPackets => long_field(w, name, self.client().and_then(|e| e.sent).map(|c| c.packets)),
-            Key::ClientNatIp => ip_field(w, name, self.client().and_then(|e| e.nat?.ip)),
+            Key::ClientNatIp => self.ip_field(w, name, self.client().and_then(|e| e.nat?.ip)),
             Key::ClientNatPort => long_field(w, name, self.client().and_then(|e| e.nat?.port).map(u64::from)),
-            Key::ServerIp => ip_field(w, name, self.server().map(|e| e.ip)),
+            Key::ServerIp => self.ip_field(w, name, self.server().map(|e| e.ip)),
             Key::ServerPort => self.port_field(w, name, self.server()),
             Key::ServerBytes => long_field(w, name, self.server().and_then(|e| e.sent).map(|c| c.octets)),
             Key::ServerPackets => long_field(w, name, self.server().and_then(|e| e.sent).map(|c| c.packets)),
-            Key::ServerNatIp => ip_field(w, name, self.server().and_then(|e| e.nat?.ip)),
+            Key::ServerNatIp => self.ip_field(w, name, self.server().and_then(|e| e.nat?.ip)),
             Key::ServerNatPort => long_field(w, name, self.server().and_then(|e| e.nat?.port).map(u64::from)),
 
-            Key::NetworkTransport => str_field(w, name, transport(r.proto)),
+            Key::NetworkTransport => word_field(w, name, transport(r.proto)),
             Key::NetworkIanaNumber => {
                 w.key(name);
                 json::decimal_string(w.out(), u64::from(r.proto));
             }
-            Key::NetworkType => str_field(w, name, Some(if r.src.is_ipv4() { "ipv4" } else { "ipv6" })),
+            Key::NetworkType => word_field(
+                w,
+                name,
+                Some(if r.src.is_ipv4() {
+                    word!("ipv4")
+                } else {
+                    word!("ipv6")
+                }),
+            ),
             Key::NetworkBytes => long_field(w, name, Some(saturating_total(r, |c| c.octets))),
             Key::NetworkPackets => long_field(w, name, Some(saturating_total(r, |c| c.packets))),
             Key::NetworkCommunityId => str_field(w, name, Some(self.flow.community_id.as_str())),
-            Key::NetworkDirection => str_field(w, name, Some(self.direction())),
+            Key::NetworkDirection => word_field(w, name, Some(self.direction())),
             Key::RelatedIp => {
                 let (ips, n) = self.related_ips();
                 w.key(name);
                 let out = w.out();
-                out.push(b'[');
+                out.byte(b'[');
                 for (i, ip) in ips[..n].iter().flatten().enumerate() {
                     if i > 0 {
-                        out.push(b',');
+                        out.byte(b',');
                     }
-                    json::ip(out, *ip);
+                    self.put_ip(out, *ip);
                 }
-                out.push(b']');
+                out.byte(b']');
             }
             Key::ObserverHostname => str_field(w, name, self.observer_hostname()),
             Key::ObserverIp => {
                 // ECS makes observer.ip an array (an observer may have several addresses).
                 w.key(name);
                 let out = w.out();
-                out.push(b'[');
+                out.byte(b'[');
                 json::ip(out, r.exporter.ip());
-                out.push(b']');
+                out.byte(b']');
             }
-            Key::ObserverType => str_field(w, name, Some("sensor")),
-            Key::OrchestratorType => str_field(w, name, Some("kubernetes")),
+            Key::ObserverType => word_field(w, name, Some(word!("sensor"))),
+            Key::OrchestratorType => word_field(w, name, Some(word!("kubernetes"))),
             Key::OrchestratorClusterName => str_field(w, name, nonempty(self.ctx.cluster_name)),
 
             Key::PodflowEndReason => {
                 if let Some(reason) = r.end_reason {
                     match end_reason(reason) {
-                        Some(text) => str_field(w, name, Some(text)),
+                        Some(text) => word_field(w, name, Some(text)),
                         None => {
                             w.key(name);
                             json::decimal_string(w.out(), u64::from(reason));
@@ -398,7 +498,7 @@ impl<'a> Doc<'a> {
                 str_field(w, name, nonempty(r.observer.pod_namespace.as_deref()))
             }
             Key::PodflowObserverNodeName => str_field(w, name, nonempty(r.observer.node_name.as_deref())),
-            Key::PodflowBackendIp => ip_field(w, name, self.flow.backend_addr.map(|(ip, _)| ip)),
+            Key::PodflowBackendIp => self.ip_field(w, name, self.flow.backend_addr.map(|(ip, _)| ip)),
             Key::PodflowBackendPort => {
                 long_field(w, name, self.flow.backend_addr.map(|(_, port)| u64::from(port)))
             }
@@ -421,30 +521,59 @@ impl<'a> Doc<'a> {
                 k8s_str(w, name, self.flow.backend.as_deref(), |k| k.node_name.as_ref())
             }
             Key::PodflowDuplicate => {
-                w.key(name);
-                w.out()
-                    .extend_from_slice(if self.flow.duplicate { b"true" } else { b"false" });
+                let v = if self.flow.duplicate {
+                    word!(raw "true")
+                } else {
+                    word!(raw "false")
+                };
+                word_field(w, name, Some(v))
             }
             Key::PodflowExporterPort => long_field(w, name, Some(u64::from(r.exporter.port()))),
             Key::PodflowExporterObservationDomainId => {
                 long_field(w, name, Some(u64::from(r.observation_domain)))
             }
             Key::PodflowExporterVersion => long_field(w, name, Some(u64::from(r.protocol.version()))),
-            Key::PodflowExporterTimestamp => date_field(w, name, date(u64::from(r.export_time) * 1000)),
+            Key::PodflowExporterTimestamp => {
+                // The same for all the records of a message.
+                if let Some(ms) = date(u64::from(r.export_time) * 1000) {
+                    w.key(name);
+                    cached_date(&EXPORTED, ms).put(w.out());
+                }
+            }
         }
     }
 
-    fn address(&self, w: &mut ObjectWriter<'_>, key: Key, name: &'static str) {
+    fn address(&self, w: &mut ObjectWriter<'_, '_>, key: Key, name: usize) {
         let ip = match key {
             Key::SourceAddress => Some(self.r.src),
             Key::DestinationAddress => Some(self.r.dst),
             Key::ClientAddress => self.client().map(|e| e.ip),
             _ => self.server().map(|e| e.ip),
         };
-        ip_field(w, name, ip);
+        self.ip_field(w, name, ip);
     }
 
-    fn port_field(&self, w: &mut ObjectWriter<'_>, name: &'static str, e: Option<Endpoint>) {
+    /// Writes an address, from its text when it is the source's or the destination's.
+    #[inline(always)]
+    fn put_ip(&self, out: &mut Cursor<'_>, ip: IpAddr) {
+        if ip == self.r.src {
+            self.src_text.put(out);
+        } else if ip == self.r.dst {
+            self.dst_text.put(out);
+        } else {
+            json::ip(out, ip);
+        }
+    }
+
+    #[inline(always)]
+    fn ip_field(&self, w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<IpAddr>) {
+        if let Some(v) = v {
+            w.key(name);
+            self.put_ip(w.out(), v);
+        }
+    }
+
+    fn port_field(&self, w: &mut ObjectWriter<'_, '_>, name: usize, e: Option<Endpoint>) {
         long_field(w, name, e.filter(|_| self.has_ports).map(|e| u64::from(e.port)));
     }
 }
@@ -469,33 +598,29 @@ fn saturating_total(r: &FlowRecord, get: impl Fn(&Counters) -> u64) -> u64 {
     get(&r.forward).saturating_add(r.reverse.as_ref().map_or(0, get))
 }
 
-fn str_field(w: &mut ObjectWriter<'_>, name: &'static str, v: Option<&str>) {
+fn str_field(w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<&str>) {
     if let Some(v) = v {
         w.key(name);
         json::string(w.out(), v);
     }
 }
 
-fn raw_field(w: &mut ObjectWriter<'_>, name: &'static str, json: &[u8]) {
-    w.key(name);
-    w.out().extend_from_slice(json);
+/// Writes one of the encoder's own words (`"tcp"`, `"network_flow"`) or fixed values.
+fn word_field(w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<&'static Word>) {
+    if let Some(v) = v {
+        w.key(name);
+        v.put(w.out());
+    }
 }
 
-fn long_field(w: &mut ObjectWriter<'_>, name: &'static str, v: Option<u64>) {
+fn long_field(w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<u64>) {
     if let Some(v) = v {
         w.key(name);
         json::long(w.out(), v);
     }
 }
 
-fn ip_field(w: &mut ObjectWriter<'_>, name: &'static str, v: Option<IpAddr>) {
-    if let Some(v) = v {
-        w.key(name);
-        json::ip(w.out(), v);
-    }
-}
-
-fn date_field(w: &mut ObjectWriter<'_>, name: &'static str, ms: Option<u64>) {
+fn date_field(w: &mut ObjectWriter<'_, '_>, name: usize, ms: Option<u64>) {
     if let Some(ms) = ms {
         w.key(name);
         json::date(w.out(), ms);
@@ -503,8 +628,8 @@ fn date_field(w: &mut ObjectWriter<'_>, name: &'static str, ms: Option<u64>) {
 }
 
 fn k8s_str(
-    w: &mut ObjectWriter<'_>,
-    name: &'static str,
+    w: &mut ObjectWriter<'_, '_>,
+    name: usize,
     k: Option<&K8sEndpoint>,
     get: impl Fn(&K8sEndpoint) -> Option<&Arc<str>>,
 ) {
@@ -513,28 +638,28 @@ fn k8s_str(
 
 /// Writes the labels object: keys with `.` as `_`. Keys Elasticsearch would reject are left out: blank
 /// ones, and ones that repeat an earlier key once dedotted (a document with a repeated key fails).
-fn labels_field(w: &mut ObjectWriter<'_>, name: &'static str, k: Option<&K8sEndpoint>) {
+fn labels_field(w: &mut ObjectWriter<'_, '_>, name: usize, k: Option<&K8sEndpoint>) {
     let Some(labels) = k.map(|k| &*k.labels).filter(|l| !l.is_empty()) else {
         return;
     };
     w.key(name);
     let out = w.out();
-    out.push(b'{');
+    out.byte(b'{');
     let mut first = true;
     for (i, (key, value)) in labels.iter().enumerate() {
         if key.trim().is_empty() || labels[..i].iter().any(|(earlier, _)| same_dedotted(earlier, key)) {
             continue;
         }
         if !first {
-            out.push(b',');
+            out.byte(b',');
         }
         first = false;
-        out.push(b'"');
+        out.byte(b'"');
         json::escape(out, key, true);
-        out.extend_from_slice(b"\":");
+        out.bytes(b"\":");
         json::string(out, value);
     }
-    out.push(b'}');
+    out.byte(b'}');
 }
 
 fn same_dedotted(a: &str, b: &str) -> bool {
@@ -543,41 +668,62 @@ fn same_dedotted(a: &str, b: &str) -> bool {
 }
 
 /// IANA protocol keyword, lowercase, for the protocols flows commonly carry.
-fn transport(proto: u8) -> Option<&'static str> {
+fn transport(proto: u8) -> Option<&'static Word> {
     Some(match proto {
-        0 => "hopopt",
-        1 => "icmp",
-        2 => "igmp",
-        4 => "ipv4",
-        6 => "tcp",
-        17 => "udp",
-        33 => "dccp",
-        41 => "ipv6",
-        46 => "rsvp",
-        47 => "gre",
-        50 => "esp",
-        51 => "ah",
-        58 => "ipv6-icmp",
-        88 => "eigrp",
-        89 => "ospfigp",
-        94 => "ipip",
-        103 => "pim",
-        112 => "vrrp",
-        115 => "l2tp",
-        132 => "sctp",
-        136 => "udplite",
+        0 => word!("hopopt"),
+        1 => word!("icmp"),
+        2 => word!("igmp"),
+        4 => word!("ipv4"),
+        6 => word!("tcp"),
+        17 => word!("udp"),
+        33 => word!("dccp"),
+        41 => word!("ipv6"),
+        46 => word!("rsvp"),
+        47 => word!("gre"),
+        50 => word!("esp"),
+        51 => word!("ah"),
+        58 => word!("ipv6-icmp"),
+        88 => word!("eigrp"),
+        89 => word!("ospfigp"),
+        94 => word!("ipip"),
+        103 => word!("pim"),
+        112 => word!("vrrp"),
+        115 => word!("l2tp"),
+        132 => word!("sctp"),
+        136 => word!("udplite"),
         _ => return None,
     })
 }
 
 /// IPFIX flowEndReason (RFC 7011 / IANA IE 136) as a name.
-fn end_reason(reason: u8) -> Option<&'static str> {
+fn end_reason(reason: u8) -> Option<&'static Word> {
     Some(match reason {
-        1 => "idle_timeout",
-        2 => "active_timeout",
-        3 => "end_of_flow",
-        4 => "forced_end",
-        5 => "lack_of_resources",
+        1 => word!("idle_timeout"),
+        2 => word!("active_timeout"),
+        3 => word!("end_of_flow"),
+        4 => word!("forced_end"),
+        5 => word!("lack_of_resources"),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_written_as_json_strings() {
+        let mut buf = vec![0u8; 64];
+        for (word, text) in [
+            (transport(58), "\"ipv6-icmp\""),
+            (end_reason(5), "\"lack_of_resources\""),
+            (Some(word!(raw "[\"connection\"]")), "[\"connection\"]"),
+        ] {
+            let mut c = Cursor::new(&mut buf);
+            word.unwrap().put(&mut c);
+            let n = c.finish().unwrap();
+            assert_eq!(&buf[..n], text.as_bytes());
+        }
+        assert!(transport(255).is_none() && end_reason(0).is_none());
+    }
 }

@@ -91,6 +91,12 @@ pub struct Field {
     pub doc: &'static str,
 }
 
+/// What [`for_each_key`] calls.
+pub(crate) trait EachKey {
+    /// Called once per row, in table order.
+    fn field(&mut self, key: Key);
+}
+
 /// Builds [`Key`] and [`FIELDS`] from one list, so they cannot disagree.
 macro_rules! table {
     ($($key:ident: $name:literal, $ty:ident, $origin:ident, $shape:ident, $doc:literal;)*) => {
@@ -114,6 +120,18 @@ macro_rules! table {
                 doc: $doc,
             },)*
         ];
+
+        /// Every field's name, in table order: what the JSON writer's layout is computed from when the
+        /// collector is compiled.
+        pub(crate) const NAMES: &[&str] = &[$($name,)*];
+
+        /// Calls `f` with every key, in table order, one call per row written out: with a `field` that
+        /// is `#[inline(always)]`, each call sees its key as a constant, so an encoder matching on it
+        /// runs straight through its arms instead of jumping through a table for every field.
+        #[inline(always)]
+        pub(crate) fn for_each_key(f: &mut impl EachKey) {
+            $(f.field(Key::$key);)*
+        }
     };
 }
 
@@ -239,6 +257,17 @@ mod tests {
             assert_eq!(f.key as usize, i, "{}", f.name);
             assert_eq!(field(f.key).name, f.name);
         }
+        struct Keys(Vec<Key>);
+        impl EachKey for Keys {
+            fn field(&mut self, key: Key) {
+                self.0.push(key);
+            }
+        }
+        let mut keys = Keys(Vec::new());
+        for_each_key(&mut keys);
+        let keys = keys.0;
+        assert_eq!(keys, FIELDS.iter().map(|f| f.key).collect::<Vec<_>>());
+        assert_eq!(NAMES, FIELDS.iter().map(|f| f.name).collect::<Vec<_>>());
     }
 
     #[test]

@@ -10,6 +10,6 @@ pub mod fields;
 mod json;
 pub mod template;
 
-pub use encoder::{Context, ExporterNames, encode};
+pub use encoder::{Context, ExporterNames, encode, encode_into};
 pub use fields::{ECS_VERSION, FIELDS, Field, Key};
 pub use template::index_template;
