@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A short string held inline (Community IDs are 30 characters: `1:` and 28 of base64).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,6 +206,39 @@ pub struct K8sEndpoint {
     pub node_name: Option<Arc<str>>,
     /// Labels of the pod (or Service, node).
     pub labels: Arc<[(Arc<str>, Arc<str>)]>,
+    /// This endpoint as a sink writes it, made by the sink on first use: every flow of every answer
+    /// about this object version shares the `Arc`, so each endpoint is formatted (and its strings
+    /// escaped) once rather than once per flow. Not part of the value (ignored by `==`).
+    pub encoded: Encoded,
+}
+
+/// Text a sink made of a value once, to copy into every document that holds the value. A cache, so
+/// two values compare equal whatever their caches hold.
+#[derive(Clone, Default)]
+pub struct Encoded(OnceLock<Box<[u8]>>);
+
+impl Encoded {
+    /// The text, made by `make` the first time.
+    pub fn get_or_init(&self, make: impl FnOnce() -> Vec<u8>) -> &[u8] {
+        self.0.get_or_init(|| make().into_boxed_slice())
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Encoded {}
+
+impl fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.get() {
+            Some(text) => write!(f, "Encoded({} octets)", text.len()),
+            None => f.write_str("Encoded(not yet)"),
+        }
+    }
 }
 
 /// A flow record with what the collector knows about it.

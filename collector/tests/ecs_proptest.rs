@@ -102,6 +102,7 @@ fn endpoint() -> BoxedStrategy<Option<Arc<K8sEndpoint>>> {
                         service_name,
                         node_name,
                         labels: labels.into(),
+                        encoded: Default::default(),
                     })
                 },
             ),

@@ -65,6 +65,7 @@ fn pod(ns: &str, name: &str, workload: &str) -> Arc<K8sEndpoint> {
         service_name: None,
         node_name: Some("node-a".into()),
         labels: Arc::from(Vec::new()),
+        encoded: Default::default(),
     })
 }
 
@@ -79,6 +80,7 @@ fn book() -> Book {
         service_name: Some("cart".into()),
         node_name: None,
         labels: Arc::from(Vec::new()),
+        encoded: Default::default(),
     });
     Book(HashMap::from([
         ("10.0.1.5".parse().unwrap(), pod("shop", "web-1", "web")),

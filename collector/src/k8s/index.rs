@@ -366,6 +366,7 @@ impl Index {
             service_name: None,
             node_name: Some(self.names.get(name)),
             labels: self.names.labels(labels, self.settings.max_labels),
+            encoded: Default::default(),
         }
     }
 
@@ -406,6 +407,7 @@ impl Index {
             service_name: Some(self.names.get(&info.meta.name)),
             node_name: None,
             labels: self.names.labels(&info.meta.labels, self.settings.max_labels),
+            encoded: Default::default(),
         };
         let endpoint = share(endpoint, prev.as_ref().map(|p| &p.endpoint));
         let old = prev.map(|p| p.info.cluster_ips).unwrap_or_default();

@@ -85,6 +85,7 @@ pub fn pod(
         service_name: None,
         node_name: Some(arc(node)),
         labels: labels.iter().map(|(k, v)| (arc(k), arc(v))).collect(),
+        encoded: Default::default(),
     })
 }
 
@@ -99,6 +100,7 @@ pub fn service(ns: &str, name: &str) -> Arc<K8sEndpoint> {
         service_name: Some(arc(name)),
         node_name: None,
         labels: Arc::from(vec![(arc("app.kubernetes.io/name"), arc(name))]),
+        encoded: Default::default(),
     })
 }
 

@@ -217,6 +217,7 @@ impl Index {
             service_name,
             node_name: info.node_name.as_deref().map(|n| self.names.get(n)),
             labels: self.names.labels(&info.meta.labels, self.settings.max_labels),
+            encoded: Default::default(),
         };
         share(endpoint, prev)
     }

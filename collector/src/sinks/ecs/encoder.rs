@@ -374,42 +374,24 @@ impl<'a> Doc<'a> {
             Key::DestinationNatIp => self.ip_field(w, name, self.dst_nat.and_then(|n| n.ip)),
             Key::DestinationNatPort => long_field(w, name, self.dst_nat.and_then(|n| n.port).map(u64::from)),
 
-            Key::SourceK8sNamespace => k8s_str(w, name, self.k8s(Side::Source), |k| Some(&k.namespace)),
-            Key::SourceK8sPodName => k8s_str(w, name, self.k8s(Side::Source), |k| k.pod_name.as_ref()),
-            Key::SourceK8sPodUid => k8s_str(w, name, self.k8s(Side::Source), |k| k.pod_uid.as_ref()),
-            Key::SourceK8sWorkloadKind => {
-                k8s_str(w, name, self.k8s(Side::Source), |k| k.workload_kind.as_ref())
-            }
-            Key::SourceK8sWorkloadName => {
-                k8s_str(w, name, self.k8s(Side::Source), |k| k.workload_name.as_ref())
-            }
-            Key::SourceK8sServiceName => {
-                k8s_str(w, name, self.k8s(Side::Source), |k| k.service_name.as_ref())
-            }
-            Key::SourceK8sNodeName => k8s_str(w, name, self.k8s(Side::Source), |k| k.node_name.as_ref()),
-            Key::SourceK8sLabels => labels_field(w, name, self.k8s(Side::Source)),
-            Key::DestinationK8sNamespace => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| Some(&k.namespace))
-            }
-            Key::DestinationK8sPodName => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| k.pod_name.as_ref())
-            }
-            Key::DestinationK8sPodUid => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| k.pod_uid.as_ref())
-            }
-            Key::DestinationK8sWorkloadKind => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| k.workload_kind.as_ref())
-            }
-            Key::DestinationK8sWorkloadName => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| k.workload_name.as_ref())
-            }
-            Key::DestinationK8sServiceName => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| k.service_name.as_ref())
-            }
-            Key::DestinationK8sNodeName => {
-                k8s_str(w, name, self.k8s(Side::Destination), |k| k.node_name.as_ref())
-            }
-            Key::DestinationK8sLabels => labels_field(w, name, self.k8s(Side::Destination)),
+            // An endpoint's `kubernetes` object is formatted once per endpoint and copied (see
+            // `k8s_object`): written at its first field, the others are in it.
+            Key::SourceK8sNamespace => k8s_object(w, name, self.k8s(Side::Source)),
+            Key::SourceK8sPodName
+            | Key::SourceK8sPodUid
+            | Key::SourceK8sWorkloadKind
+            | Key::SourceK8sWorkloadName
+            | Key::SourceK8sServiceName
+            | Key::SourceK8sNodeName
+            | Key::SourceK8sLabels => {}
+            Key::DestinationK8sNamespace => k8s_object(w, name, self.k8s(Side::Destination)),
+            Key::DestinationK8sPodName
+            | Key::DestinationK8sPodUid
+            | Key::DestinationK8sWorkloadKind
+            | Key::DestinationK8sWorkloadName
+            | Key::DestinationK8sServiceName
+            | Key::DestinationK8sNodeName
+            | Key::DestinationK8sLabels => {}
 
             Key::ClientIp => self.ip_field(w, name, self.client().map(|e| e.ip)),
             Key::ClientPort => self.port_field(w, name, self.client()),
@@ -636,6 +618,56 @@ fn k8s_str(
     str_field(w, name, nonempty(k.and_then(get).map(|s| &**s)));
 }
 
+/// The members of an endpoint's `kubernetes` object, as the table names them below
+/// `source.kubernetes.` and `destination.kubernetes.` (a test checks both).
+const K8S_NAMES: [&str; 8] = [
+    "namespace",
+    "pod.name",
+    "pod.uid",
+    "workload.kind",
+    "workload.name",
+    "service.name",
+    "node.name",
+    "labels",
+];
+
+/// The nesting of [`K8S_NAMES`].
+static K8S_LAYOUT: Layout<{ K8S_NAMES.len() }> = Layout::new(&K8S_NAMES);
+
+/// Writes an endpoint's `kubernetes` object into the object of field `name`: its members are formatted
+/// the first time the endpoint is written and kept with it ([`K8sEndpoint::encoded`]), so every later
+/// document copies them, escaping nothing again.
+fn k8s_object(w: &mut ObjectWriter<'_, '_>, name: usize, k: Option<&K8sEndpoint>) {
+    if let Some(k) = k {
+        let object = w.object_of(name);
+        w.members(object, k.encoded.get_or_init(|| k8s_members(k)));
+    }
+}
+
+/// The members of `k`'s `kubernetes` object (the object's own braces left out), written field by
+/// field as the document would write them.
+fn k8s_members(k: &K8sEndpoint) -> Vec<u8> {
+    let mut buf = vec![0u8; 512];
+    loop {
+        let mut cursor = Cursor::new(&mut buf);
+        let mut w = ObjectWriter::begin(&mut cursor, &K8S_LAYOUT);
+        k8s_str(&mut w, 0, Some(k), |k| Some(&k.namespace));
+        k8s_str(&mut w, 1, Some(k), |k| k.pod_name.as_ref());
+        k8s_str(&mut w, 2, Some(k), |k| k.pod_uid.as_ref());
+        k8s_str(&mut w, 3, Some(k), |k| k.workload_kind.as_ref());
+        k8s_str(&mut w, 4, Some(k), |k| k.workload_name.as_ref());
+        k8s_str(&mut w, 5, Some(k), |k| k.service_name.as_ref());
+        k8s_str(&mut w, 6, Some(k), |k| k.node_name.as_ref());
+        labels_field(&mut w, 7, Some(k));
+        w.end();
+        if let Some(n) = cursor.finish() {
+            return buf.get(1..n.saturating_sub(1)).unwrap_or_default().to_vec();
+        }
+        let more = buf.len() * 2;
+        buf.resize(more, 0);
+    }
+}
+
 /// Writes the labels object: keys with `.` as `_`. Keys Elasticsearch would reject are left out: blank
 /// ones, and ones that repeat an earlier key once dedotted (a document with a repeated key fails).
 fn labels_field(w: &mut ObjectWriter<'_, '_>, name: usize, k: Option<&K8sEndpoint>) {
@@ -710,6 +742,28 @@ fn end_reason(reason: u8) -> Option<&'static Word> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_members_are_the_tables_names() {
+        for (first, last, prefix) in [
+            (
+                Key::SourceK8sNamespace,
+                Key::SourceK8sLabels,
+                "source.kubernetes.",
+            ),
+            (
+                Key::DestinationK8sNamespace,
+                Key::DestinationK8sLabels,
+                "destination.kubernetes.",
+            ),
+        ] {
+            let names: Vec<&str> = NAMES[first as usize..=last as usize]
+                .iter()
+                .map(|n| n.strip_prefix(prefix).unwrap_or(n))
+                .collect();
+            assert_eq!(names, K8S_NAMES);
+        }
+    }
 
     #[test]
     fn words_are_written_as_json_strings() {

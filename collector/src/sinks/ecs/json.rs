@@ -372,6 +372,38 @@ impl<'a, 'c> ObjectWriter<'a, 'c> {
         self.first = false;
     }
 
+    /// The object `name` (an index into the layout's names) is a member of.
+    pub(crate) fn object_of(&self, name: usize) -> usize {
+        self.names.get(name).map_or(0, |n| n.object)
+    }
+
+    /// Writes `members`, JSON text of whole members (`"a":1,"b":{"c":2}`, every object it opens
+    /// closed), into `object`, which is opened as [`ObjectWriter::key`] opens a member's object:
+    /// members formatted once and copied into many documents. Nothing when `members` is empty.
+    pub(crate) fn members(&mut self, object: usize, members: &[u8]) {
+        if members.is_empty() {
+            return;
+        }
+        if object == self.open {
+            if !self.first {
+                self.out.byte(b',');
+            }
+        } else if let (false, Some(m)) = (
+            self.first,
+            self.moves.get(self.open).and_then(|row| row.get(object)),
+        ) {
+            m.put(self.out);
+            self.open = object;
+        } else {
+            self.reopen(object);
+            if !self.first {
+                self.out.byte(b',');
+            }
+        }
+        self.out.bytes(members);
+        self.first = false;
+    }
+
     /// Closes every open object, the top-level one included.
     pub(crate) fn end(self) {
         let depth = self.depth(self.open);
