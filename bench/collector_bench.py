@@ -162,6 +162,11 @@ class Podflow(Tool):
 
     def check(self, out, log):
         problems = []
+        if self.inventory:
+            # Every generated object must load, or endpoints go unattributed and podflow does less work.
+            inv = re.search(r"inventory: (\d+) objects from \d+ files \((\d+) bad", log)
+            if not inv or int(inv.group(2)):
+                problems.append(f"inventory: {inv.group(0) if inv else 'no load reported'}")
         m = re.search(r"(\d+) records decoded, (\d+) documents written", log)
         if not m or int(m.group(2)) != self.expected:
             problems.append(f"documents written: {m.group(0) if m else 'no total printed'}")

@@ -8,7 +8,8 @@
 //! * [`enrich`]: NAT join, Kubernetes attribution at the flow's time, duplicate observers.
 //! * [`k8s`]: who held an address when: the time-aware index, the API watch and the static inventory.
 //! * [`sinks`]: ECS documents (one field table, a pure encoder, the index template) and NDJSON.
-//! * [`pipeline`]: the threads and bounded queues that run the stages; [`metrics`]: self metrics.
+//! * [`pipeline`]: the threads and bounded queues that run the stages, with [`pool`]s of their batches;
+//!   [`metrics`]: self metrics.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
 
 pub mod decode;
@@ -18,5 +19,6 @@ pub mod k8s;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod pool;
 pub mod receive;
 pub mod sinks;

@@ -7,6 +7,9 @@
 //! Every queue is bounded. A receive thread never waits: when decoding falls behind it drops the batch
 //! and counts it; a decode thread likewise drops record batches when enrichment and sinks fall behind.
 //! On stop, receive threads end, queues drain, sinks flush, and `run` returns.
+//!
+//! Emptied batches go back to the stage that fills them ([`Pool`]): at a steady rate the pipeline
+//! allocates no batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +20,7 @@ use crate::decode::{DecodeStats, Decoder, DecoderConfig};
 use crate::enrich::{Attributor, Enricher};
 use crate::metrics::{Metrics, State};
 use crate::model::{FlowRecord, Protocol};
+use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
 use crate::sinks::ndjson::NdjsonSink;
@@ -74,6 +78,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<RunTotals> {
     let (records_tx, records_rx) = sync_channel::<Vec<FlowRecord>>(cfg.record_queue);
+    let record_pool = Arc::new(Pool::<Vec<FlowRecord>>::new(cfg.record_queue));
     // Records queued for enrichment: decode threads add, the enrich thread takes away.
     let depth = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
@@ -81,19 +86,29 @@ pub fn run(
     for l in listeners {
         let l = Arc::new(l);
         let (dg_tx, dg_rx) = sync_channel::<Batch>(cfg.datagram_queue);
-        let (l2, rs) = (l.clone(), receive_stop.clone());
+        let batch_pool = Arc::new(Pool::<Batch>::new(cfg.datagram_queue));
+        let (l2, rs, bp) = (l.clone(), receive_stop.clone(), batch_pool.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("receive-{}", l.addr))
                 .spawn(move || {
-                    l2.run(&dg_tx, &rs, now_ms);
+                    l2.run(&dg_tx, &bp, &rs, now_ms);
                 })?,
         );
         let (decoder_cfg, tx, m, d) = (cfg.decoder, records_tx.clone(), metrics.clone(), depth.clone());
+        let pools = (batch_pool, record_pool.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("decode-{}", l.addr))
-                .spawn(move || decode_loop(&l, dg_rx, Decoder::new(decoder_cfg), &tx, &d, &m))?,
+                .spawn(move || {
+                    let queues = Queues {
+                        rx: dg_rx,
+                        tx: &tx,
+                        batches: &pools.0,
+                        records: &pools.1,
+                    };
+                    decode_loop(&l, queues, Decoder::new(decoder_cfg), &d, &m)
+                })?,
         );
     }
     drop(records_tx);
@@ -102,6 +117,7 @@ pub fn run(
     let sink_thread = std::thread::Builder::new().name("enrich".into()).spawn(move || {
         enrich_loop(
             records_rx,
+            &record_pool,
             Enricher::default(),
             &*attributor,
             sink,
@@ -129,35 +145,44 @@ fn protocol_label(p: Option<Protocol>) -> &'static str {
     }
 }
 
-fn decode_loop(
-    listener: &Listener,
+/// A decode thread's queues and the pools of what goes through them.
+struct Queues<'a> {
     rx: Receiver<Batch>,
-    mut decoder: Decoder,
-    tx: &SyncSender<Vec<FlowRecord>>,
-    depth: &AtomicU64,
-    metrics: &Metrics,
-) {
+    tx: &'a SyncSender<Vec<FlowRecord>>,
+    /// Emptied datagram batches, back to the receive thread.
+    batches: &'a Pool<Batch>,
+    /// Emptied record batches, from the enrich thread.
+    records: &'a Pool<Vec<FlowRecord>>,
+}
+
+fn decode_loop(listener: &Listener, q: Queues<'_>, mut decoder: Decoder, depth: &AtomicU64, metrics: &Metrics) {
     let mut next_publish = Instant::now();
     loop {
-        let batch = match rx.recv_timeout(Duration::from_millis(500)) {
+        let batch = match q.rx.recv_timeout(Duration::from_millis(500)) {
             Ok(b) => Some(b),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        if let Some(b) = batch {
-            let mut records = Vec::with_capacity(b.datagrams.len() * 30);
+        if let Some(mut b) = batch {
+            let mut records = q.records.take();
             for (from, payload) in b.iter() {
                 decoder.decode(from, payload, b.received_ms, &mut |r| records.push(r));
             }
-            if !records.is_empty() {
+            b.clear();
+            q.batches.put(b);
+            if records.is_empty() {
+                q.records.put(records);
+            } else {
                 let n = records.len() as u64;
                 // Counted before sending, so the enrich thread never takes away more than was added.
                 depth.fetch_add(n, Ordering::Relaxed);
-                match tx.try_send(records) {
+                match q.tx.try_send(records) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(mut dropped)) => {
                         depth.fetch_sub(n, Ordering::Relaxed);
                         metrics.lock().dropped_records += n;
+                        dropped.clear();
+                        q.records.put(dropped);
                     }
                     Err(TrySendError::Disconnected(_)) => break,
                 }
@@ -207,6 +232,7 @@ fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
 
 fn enrich_loop(
     rx: Receiver<Vec<FlowRecord>>,
+    spare: &Pool<Vec<FlowRecord>>,
     mut enricher: Enricher,
     attributor: &(dyn Attributor + Send + Sync),
     mut sink: Option<NdjsonSink>,
@@ -223,7 +249,7 @@ fn enrich_loop(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        if let Some(records) = batch {
+        if let Some(mut records) = batch {
             totals.records += records.len() as u64;
             depth.fetch_sub(records.len() as u64, Ordering::Relaxed);
             let ctx = Context {
@@ -235,7 +261,7 @@ fn enrich_loop(
             };
             // Each flow is encoded as soon as it is enriched: collecting them first moved every flow
             // (some 400 octets) once more, out of cache by the time it was encoded.
-            for r in records {
+            for r in records.drain(..) {
                 let Some(flow) = enricher.enrich(r, attributor) else {
                     continue;
                 };
@@ -244,6 +270,7 @@ fn enrich_loop(
                     eprintln!("podflow-collector: ndjson: {e}");
                 }
             }
+            spare.put(records);
         }
         if next_tick.elapsed() >= Duration::from_secs(1) {
             next_tick = Instant::now();

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::pool::Pool;
+
 /// How long a receive thread sleeps between non-blocking reads while datagrams keep coming: the
 /// latency it adds, and the receive buffer must hold this long of traffic (a millisecond at a gigabit per
 /// second is 125 KB).
@@ -34,6 +36,13 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Empties the batch, keeping its buffers for the next one.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.datagrams.clear();
+        self.received_ms = 0;
+    }
+
     /// The datagrams: (exporter, payload).
     pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.datagrams
@@ -130,9 +139,11 @@ impl Listener {
     /// one per datagram, which at tens of thousands of datagrams a second was most of the receive
     /// thread's CPU time. When a read after the sleep finds nothing, the socket goes back to blocking
     /// reads, so an idle collector sleeps until data comes.
-    pub fn run(&self, next: &SyncSender<Batch>, stop: &AtomicBool, now_ms: impl Fn() -> u64) {
+    ///
+    /// Batches come from `spare` (emptied ones the decoder handed back) when it has any.
+    pub fn run(&self, next: &SyncSender<Batch>, spare: &Pool<Batch>, stop: &AtomicBool, now_ms: impl Fn() -> u64) {
         let mut buf = vec![0u8; 65536];
-        let mut batch = Batch::default();
+        let mut batch = spare.take();
         let mut first_at = Instant::now();
         let mut nonblocking = false;
         // Datagrams read since the last sleep, in non-blocking mode.
@@ -177,10 +188,12 @@ impl Listener {
                 !batch.datagrams.is_empty() && (idle || first_at.elapsed() >= Duration::from_millis(20));
             if full || due {
                 let n = batch.datagrams.len() as u64;
-                match next.try_send(std::mem::take(&mut batch)) {
+                match next.try_send(std::mem::replace(&mut batch, spare.take())) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(mut dropped)) => {
                         self.stats.dropped_behind.fetch_add(n, Ordering::Relaxed);
+                        dropped.clear();
+                        spare.put(dropped);
                     }
                     Err(TrySendError::Disconnected(_)) => return,
                 }

@@ -201,7 +201,7 @@ impl Cluster {
             );
             let _ = write!(
                 y,
-                "- apiVersion: apps/v1\n  kind: ReplicaSet\n  metadata:\n    name: {name}-{hash}\n    namespace: {ns}\n    uid: {rs_uid}\n    creationTimestamp: \"{ts}\"\n    labels:\n      app.kubernetes.io/name: {name}\n      pod-template-hash: {hash}\n    ownerReferences:\n    - apiVersion: apps/v1\n      controller: true\n      kind: Deployment\n      name: {name}\n      uid: {dep_uid}\n",
+                "- apiVersion: apps/v1\n  kind: ReplicaSet\n  metadata:\n    name: {name}-{hash}\n    namespace: {ns}\n    uid: {rs_uid}\n    creationTimestamp: \"{ts}\"\n    labels:\n      app.kubernetes.io/name: {name}\n      pod-template-hash: \"{hash}\"\n    ownerReferences:\n    - apiVersion: apps/v1\n      controller: true\n      kind: Deployment\n      name: {name}\n      uid: {dep_uid}\n",
                 name = w.name,
                 hash = w.hash,
                 ns = w.namespace,
@@ -214,7 +214,7 @@ impl Cluster {
             let node = &self.nodes[p.node];
             let _ = write!(
                 y,
-                "- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {name}\n    namespace: {ns}\n    uid: {uid}\n    creationTimestamp: \"{ts}\"\n    labels:\n      app.kubernetes.io/name: {app}\n      pod-template-hash: {hash}\n    ownerReferences:\n    - apiVersion: apps/v1\n      controller: true\n      kind: ReplicaSet\n      name: {app}-{hash}\n      uid: {rs_uid}\n  spec:\n    nodeName: {node}\n    containers:\n    - name: {app}\n      image: registry.example/{app}:1.0\n      ports:\n      - containerPort: {port}\n        protocol: {proto}\n  status:\n    phase: Running\n    hostIP: {host_ip}\n    podIP: {ip4}\n    podIPs:\n    - ip: {ip4}\n    - ip: {ip6}\n    startTime: \"{ts}\"\n    conditions:\n    - type: Ready\n      status: \"True\"\n      lastTransitionTime: \"{ts}\"\n    containerStatuses:\n    - name: {app}\n      ready: true\n      restartCount: 0\n      started: true\n      state:\n        running:\n          startedAt: \"{ts}\"\n",
+                "- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: {name}\n    namespace: {ns}\n    uid: {uid}\n    creationTimestamp: \"{ts}\"\n    labels:\n      app.kubernetes.io/name: {app}\n      pod-template-hash: \"{hash}\"\n    ownerReferences:\n    - apiVersion: apps/v1\n      controller: true\n      kind: ReplicaSet\n      name: {app}-{hash}\n      uid: {rs_uid}\n  spec:\n    nodeName: {node}\n    containers:\n    - name: {app}\n      image: registry.example/{app}:1.0\n      ports:\n      - containerPort: {port}\n        protocol: {proto}\n  status:\n    phase: Running\n    hostIP: {host_ip}\n    podIP: {ip4}\n    podIPs:\n    - ip: {ip4}\n    - ip: {ip6}\n    startTime: \"{ts}\"\n    conditions:\n    - type: Ready\n      status: \"True\"\n      lastTransitionTime: \"{ts}\"\n    containerStatuses:\n    - name: {app}\n      ready: true\n      restartCount: 0\n      started: true\n      state:\n        running:\n          startedAt: \"{ts}\"\n",
                 name = p.name,
                 ns = w.namespace,
                 uid = uid(5, &p.name),

@@ -7,11 +7,11 @@
 //! of the same identity from other observers within the window are marked duplicates. The owner's later
 //! records (active-timeout deltas) are never duplicates.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
-use foldhash::HashMap;
-use foldhash::fast::FixedState;
+use foldhash::fast::{FixedState, RandomState};
 
 use crate::model::{FlowRecord, InlineStr};
 
@@ -44,7 +44,12 @@ impl Default for DedupConfig {
 #[derive(Default)]
 pub struct Dedup {
     cfg: DedupConfig,
-    owners: HashMap<InlineStr, Owner>,
+    /// Owners by a 64-bit hash of the identity: an entry is 24 octets rather than 64 with the Community
+    /// ID itself, so more of a table of millions stays in cache. Two identities of one hash (about one
+    /// chance in 2^40 with a million held) would share an owner; the seed is random per process, so
+    /// an exporter cannot aim for that.
+    owners: HashMap<u64, Owner, BuildHasherDefault<Prehashed>>,
+    seed: RandomState,
     /// Records marked duplicate.
     pub duplicates: u64,
     /// Identities not tracked because the table was full.
@@ -62,6 +67,27 @@ pub fn observer_of(r: &FlowRecord) -> u64 {
     r.observer.pod_namespace.hash(&mut h);
     r.observer.pod_name.hash(&mut h);
     h.finish()
+}
+
+/// The hasher of keys that are hashes already: passes them through.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in rather than panic.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Dedup {
@@ -90,7 +116,8 @@ impl Dedup {
         let full = self.owners.len() >= self.cfg.max_entries;
         // One lookup for both the known and the new identity: the table is large and each probe is
         // likely a cache miss.
-        match self.owners.entry(identity) {
+        let key = self.seed.hash_one(identity.as_str());
+        match self.owners.entry(key) {
             Entry::Occupied(mut e) => {
                 let o = e.get_mut();
                 if o.observer == observer {

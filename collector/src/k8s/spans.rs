@@ -1,8 +1,9 @@
 //! Who held a key (an address, or an address and port) over time: per key a short list of spans
 //! `[from, to)`, each with its holder and the endpoint to answer with.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::model::K8sEndpoint;
@@ -41,7 +42,7 @@ struct Span {
     endpoint: Arc<K8sEndpoint>,
 }
 
-/// Spans by key.
+/// Spans by key. foldhash, not SipHash: every flow endpoint is looked up here.
 #[derive(Debug)]
 pub(crate) struct Timeline<K> {
     map: HashMap<K, Vec<Span>>,
@@ -49,7 +50,9 @@ pub(crate) struct Timeline<K> {
 
 impl<K: Hash + Eq + Copy> Timeline<K> {
     pub(crate) fn new() -> Self {
-        Timeline { map: HashMap::new() }
+        Timeline {
+            map: HashMap::default(),
+        }
     }
 
     /// Records that `holder` holds `key` over `[from, to)`: the holder's span for the key is replaced,

@@ -3,7 +3,8 @@
 //! `--ndjson PATH` appends to PATH (created if missing: a restarted collector must not erase what it
 //! wrote before); `--ndjson -` writes to standard output.
 //!
-//! The pure part, [`encode_batch`], appends lines to a buffer. [`NdjsonSink`] holds that buffer and is the
+//! The pure part, [`encode_batch`], appends lines to a buffer. [`NdjsonSink`] encodes each document
+//! straight into its own buffer (no copy of a document from elsewhere) and is the
 //! only code that touches the file: it writes once the buffer passes [`FLUSH_AT`] octets, when asked to
 //! [`flush`](NdjsonSink::flush), and when [`finish`](NdjsonSink::finish)ed at shutdown. Failures (disk
 //! full, closed pipe, ...) come back as [`Error`]s, never panics, and lose nothing at first: the
@@ -17,10 +18,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::ecs::{Context, encode, encode_into};
+
+/// Room kept free past [`FLUSH_AT`] so that a document usually fits before a write; a larger one grows
+/// the buffer.
+const ROOM: usize = 64 * 1024;
 use crate::model::EnrichedFlow;
 
-/// Buffered octets that trigger a write.
-pub const FLUSH_AT: usize = 64 * 1024;
+/// Buffered octets that trigger a write: large enough that the cost of a write call is small next to the
+/// cost of copying its octets into the page cache.
+pub const FLUSH_AT: usize = 256 * 1024;
 
 /// Buffered octets beyond which, after a failed write, buffered documents are dropped.
 pub const MAX_PENDING: usize = 16 * 1024 * 1024;
@@ -107,13 +113,14 @@ pub enum Error {
 pub struct NdjsonSink {
     target: Target,
     out: Box<dyn Write + Send>,
-    pending: Vec<u8>,
-    /// Whole lines in `pending`: counted as they are encoded, so a write that takes everything needs no
-    /// scan of the buffer.
+    /// Documents are encoded in place at `buf[filled..]`: `buf` is zeroed once, when it grows, and
+    /// otherwise written over as it is (whatever lies past `filled` is stale).
+    buf: Vec<u8>,
+    /// Octets of whole lines in `buf`, not yet written.
+    filled: usize,
+    /// Whole lines in `buf[..filled]`: counted as they are encoded, so a write that takes everything
+    /// needs no scan of the buffer.
     pending_docs: u64,
-    /// Where [`NdjsonSink::write_one`] encodes a document before appending it: reused as it is, with
-    /// no clearing or zeroing per document.
-    scratch: Vec<u8>,
     written: u64,
     dropped: u64,
 }
@@ -122,7 +129,7 @@ impl fmt::Debug for NdjsonSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NdjsonSink")
             .field("target", &self.target)
-            .field("pending", &self.pending.len())
+            .field("pending", &self.filled)
             .field("written", &self.written)
             .field("dropped", &self.dropped)
             .finish()
@@ -149,9 +156,9 @@ impl NdjsonSink {
         NdjsonSink {
             target,
             out,
-            pending: Vec::with_capacity(FLUSH_AT * 2),
+            buf: vec![0; FLUSH_AT + ROOM],
+            filled: 0,
             pending_docs: 0,
-            scratch: vec![0; 8192],
             written: 0,
             dropped: 0,
         }
@@ -159,43 +166,55 @@ impl NdjsonSink {
 
     /// Buffers the documents of `flows`, and writes them out once the buffer passes [`FLUSH_AT`].
     pub fn write(&mut self, flows: &[EnrichedFlow], ctx: &Context<'_>) -> Result<(), Error> {
-        encode_batch(flows, ctx, &mut self.pending);
-        self.pending_docs += flows.len() as u64;
-        if self.pending.len() >= FLUSH_AT {
+        for flow in flows {
+            self.encode_one(flow, ctx);
+        }
+        self.flush_when_due()
+    }
+
+    /// Buffers the document of one flow, and writes the buffer out once it passes [`FLUSH_AT`]: for a
+    /// caller that enriches and writes one flow at a time, with no batch of flows to collect.
+    pub fn write_one(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>) -> Result<(), Error> {
+        self.encode_one(flow, ctx);
+        self.flush_when_due()
+    }
+
+    /// Writes the buffer out when it holds [`FLUSH_AT`] octets or more.
+    fn flush_when_due(&mut self) -> Result<(), Error> {
+        if self.filled >= FLUSH_AT {
             self.flush()
         } else {
             Ok(())
         }
     }
 
-    /// Buffers the document of one flow, and writes the buffer out once it passes [`FLUSH_AT`]: for a
-    /// caller that enriches and writes one flow at a time, with no batch of flows to collect.
-    pub fn write_one(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>) -> Result<(), Error> {
+    /// Encodes one document and its newline at the end of the buffer.
+    fn encode_one(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>) {
         loop {
-            if let Some(n) = encode_into(flow, ctx, &mut self.scratch) {
-                self.pending.extend_from_slice(&self.scratch[..n]);
+            // One octet kept for the newline.
+            let end = self.buf.len().saturating_sub(1);
+            if let Some(n) = self.buf.get_mut(self.filled..end).and_then(|room| encode_into(flow, ctx, room)) {
+                let at = self.filled + n;
+                self.buf[at] = b'\n';
+                self.filled = at + 1;
                 break;
             }
-            let more = self.scratch.len() * 2;
-            self.scratch.resize(more, 0);
+            // Did not fit: more room, twice as much as the buffer had (a document larger than a
+            // whole buffer, or a backlog kept after failed writes).
+            let more = self.buf.len() * 2;
+            self.buf.resize(more, 0);
         }
-        self.pending.push(b'\n');
         self.pending_docs += 1;
-        if self.pending.len() >= FLUSH_AT {
-            self.flush()
-        } else {
-            Ok(())
-        }
     }
 
     /// Writes every buffered document out and flushes the writer.
     pub fn flush(&mut self) -> Result<(), Error> {
         let mut done = 0;
         let result = loop {
-            if done == self.pending.len() {
+            if done == self.filled {
                 break self.out.flush();
             }
-            match self.out.write(&self.pending[done..]) {
+            match self.out.write(&self.buf[done..self.filled]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -203,14 +222,15 @@ impl NdjsonSink {
             }
         };
         // Only a write cut short (an error) needs the lines counted.
-        let lines = if done == self.pending.len() {
+        let lines = if done == self.filled {
             self.pending_docs
         } else {
-            count_lines(&self.pending[..done])
+            count_lines(&self.buf[..done])
         };
         self.written += lines;
         self.pending_docs -= lines;
-        self.pending.drain(..done);
+        self.buf.copy_within(done..self.filled, 0);
+        self.filled -= done;
         match result {
             Ok(()) => Ok(()),
             Err(source) => {
@@ -240,21 +260,25 @@ impl NdjsonSink {
 
     /// Octets buffered, not yet written.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.len()
+        self.filled
     }
 
     /// Drops whole documents once the backlog is too large, keeping the rest of a line the failed write
     /// had begun, so what reaches the file stays one document per line.
     fn shed_backlog(&mut self) {
-        if self.pending.len() <= MAX_PENDING {
+        if self.filled <= MAX_PENDING {
             return;
         }
-        // pending ends with '\n' (only whole lines are ever added), so a newline exists.
-        let keep = self.pending.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let dropped = count_lines(&self.pending[keep..]);
+        // The buffer ends with '\n' (only whole lines are ever added), so a newline exists.
+        let pending = &self.buf[..self.filled];
+        let keep = pending.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let dropped = count_lines(&pending[keep..]);
         self.dropped += dropped;
         self.pending_docs -= dropped;
-        self.pending.truncate(keep);
+        self.filled = keep;
+        // Back to the usual size once the backlog has gone.
+        self.buf.truncate(FLUSH_AT + ROOM);
+        self.buf.shrink_to_fit();
     }
 }
 
@@ -262,7 +286,7 @@ impl Drop for NdjsonSink {
     /// A sink dropped without [`finish`](NdjsonSink::finish) still tries to write what it buffered, as
     /// `BufWriter` does; errors then have no one to go to.
     fn drop(&mut self) {
-        if !self.pending.is_empty() {
+        if self.filled > 0 {
             let _ = self.flush();
         }
     }
