@@ -9,7 +9,7 @@
 #                                 [--exporters N] [--pods N] [--seed S] [--tools LIST] [--work DIR]
 #
 # Defaults: a recording of 2,500,000 records from 16 node probes sent 8 times (20 million records,
-# about 1.9 million datagrams) at 20,000 datagrams/s (about 214,000 records/s); 3 rounds, the tools'
+# about 1.9 million datagrams) at 15,000 datagrams/s (about 160,000 records/s); 3 rounds, the tools'
 # order rotating; an inventory of 3,000 pods on 60 nodes. The recording and the tools' output go to a
 # temporary directory under $TMPDIR (default /tmp; the same disk for every tool), removed at the end;
 # podflow's NDJSON of 20 million records takes about 25 GB while it runs.
@@ -19,7 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-records=2500000 loops=8 rate=20000 rounds=3 exporters=16 pods=3000 seed=1
+records=2500000 loops=8 rate=15000 rounds=3 exporters=16 pods=3000 seed=1
 tools=podflow,nfcapd,nfacctd work=""
 while [[ $# -gt 0 ]]; do
     case "$1" in

@@ -116,8 +116,7 @@ pub fn run(
     let m = metrics.clone();
     let sink_thread = std::thread::Builder::new().name("enrich".into()).spawn(move || {
         enrich_loop(
-            records_rx,
-            &record_pool,
+            (records_rx, &record_pool),
             Enricher::default(),
             &*attributor,
             sink,
@@ -155,7 +154,13 @@ struct Queues<'a> {
     records: &'a Pool<Vec<FlowRecord>>,
 }
 
-fn decode_loop(listener: &Listener, q: Queues<'_>, mut decoder: Decoder, depth: &AtomicU64, metrics: &Metrics) {
+fn decode_loop(
+    listener: &Listener,
+    q: Queues<'_>,
+    mut decoder: Decoder,
+    depth: &AtomicU64,
+    metrics: &Metrics,
+) {
     let mut next_publish = Instant::now();
     loop {
         let batch = match q.rx.recv_timeout(Duration::from_millis(500)) {
@@ -230,9 +235,9 @@ fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
     }
 }
 
+/// The first argument: the queue of record batches, and where emptied ones go back.
 fn enrich_loop(
-    rx: Receiver<Vec<FlowRecord>>,
-    spare: &Pool<Vec<FlowRecord>>,
+    (rx, spare): (Receiver<Vec<FlowRecord>>, &Pool<Vec<FlowRecord>>),
     mut enricher: Enricher,
     attributor: &(dyn Attributor + Send + Sync),
     mut sink: Option<NdjsonSink>,

@@ -141,7 +141,13 @@ impl Listener {
     /// reads, so an idle collector sleeps until data comes.
     ///
     /// Batches come from `spare` (emptied ones the decoder handed back) when it has any.
-    pub fn run(&self, next: &SyncSender<Batch>, spare: &Pool<Batch>, stop: &AtomicBool, now_ms: impl Fn() -> u64) {
+    pub fn run(
+        &self,
+        next: &SyncSender<Batch>,
+        spare: &Pool<Batch>,
+        stop: &AtomicBool,
+        now_ms: impl Fn() -> u64,
+    ) {
         let mut buf = vec![0u8; 65536];
         let mut batch = spare.take();
         let mut first_at = Instant::now();
@@ -236,7 +242,7 @@ mod tests {
         // Only the first socket is read; the exporter socket below may hash to either, so send until
         // the first socket has seen datagrams from some source port.
         let handle = std::thread::spawn(move || {
-            l.run(&tx, &stop2, || 42);
+            l.run(&tx, &Pool::new(1), &stop2, || 42);
             l.stats.datagrams.load(Ordering::Relaxed)
         });
         let mut got = None;

@@ -1,5 +1,6 @@
 //! Random flows, hostile strings included, always encode to one line of valid JSON with no repeated key,
-//! whose every leaf is a field of the table holding a value of the table's type.
+//! whose every leaf is a field of the table holding a value of the table's type; and the encoder by
+//! shapes writes exactly what the field-by-field encoder writes, across flows of many shapes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use podflow_collector::model::{
     Counters, EndpointKind, EnrichedFlow, FlowRecord, InlineStr, K8sEndpoint, NatEndpoint, Observer, Protocol,
 };
-use podflow_collector::sinks::ecs::{Context, encode};
+use std::cell::RefCell;
+
+use podflow_collector::sinks::ecs::{Context, Encoder, encode, encode_into};
 use proptest::prelude::*;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -322,5 +325,36 @@ proptest! {
         buf.clear();
         encode(&flow, &ctx, &mut buf);
         prop_assert_eq!(first, buf);
+    }
+
+    #[test]
+    fn the_encoder_by_shapes_writes_what_the_field_by_field_encoder_writes(
+        flows in proptest::collection::vec(flow(), 1..8),
+        kubernetes in any::<bool>(),
+        created_ms in time(),
+    ) {
+        let ctx = Context {
+            created_ms,
+            cluster_name: Some("prod"),
+            data_stream_namespace: None,
+            kubernetes,
+            exporter_names: None,
+        };
+        // One encoder for every case: shapes made from earlier flows serve later ones.
+        thread_local!(static SHAPED: RefCell<Encoder> = RefCell::new(Encoder::new()));
+        let mut want = vec![0u8; 1 << 16];
+        let mut got = vec![0xAAu8; 1 << 16];
+        for flow in &flows {
+            let n = encode_into(flow, &ctx, &mut want).unwrap();
+            let m = SHAPED.with(|e| e.borrow_mut().encode_into(flow, &ctx, &mut got)).unwrap();
+            prop_assert_eq!(
+                std::str::from_utf8(&got[..m]).unwrap(),
+                std::str::from_utf8(&want[..n]).unwrap()
+            );
+        }
+        // Too small a buffer is reported, as by the field-by-field encoder.
+        let short = SHAPED.with(|e| e.borrow_mut().encode_into(&flows[0], &ctx, &mut got[..40]));
+        prop_assert!(short.is_none());
+        prop_assert!(SHAPED.with(|e| e.borrow().shapes()) > 0);
     }
 }

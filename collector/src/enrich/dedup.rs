@@ -7,27 +7,18 @@
 //! of the same identity from other observers within the window are marked duplicates. The owner's later
 //! records (active-timeout deltas) are never duplicates.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use foldhash::fast::{FixedState, RandomState};
 
 use crate::model::{FlowRecord, InlineStr};
 
-#[derive(Clone, Copy, Debug)]
-struct Owner {
-    observer: u64,
-    last_ms: u64,
-}
-
 /// Duplicate detection settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DedupConfig {
-    /// How long an identity stays owned after its owner's last record.
+    /// How long an identity stays owned after its owner's last record (at most 24 days).
     pub window_ms: u64,
-    /// Identities remembered at most (beyond it, nothing new is tracked until expiry and records count
-    /// as originals: overcounting beats losing data).
+    /// Identities held at most (rounded up to a power of two, at least one bucket): 16 octets each.
     pub max_entries: usize,
 }
 
@@ -35,24 +26,28 @@ impl Default for DedupConfig {
     fn default() -> Self {
         DedupConfig {
             window_ms: 300_000,
-            max_entries: 1 << 21,
+            // 16 MiB.
+            max_entries: 1 << 20,
         }
     }
 }
 
+/// Entries per bucket: 4 x 16 octets, one cache line.
+const WAYS: usize = 4;
+
 /// Who owns which connection.
-#[derive(Default)]
 pub struct Dedup {
     cfg: DedupConfig,
-    /// Owners by a 64-bit hash of the identity: an entry is 24 octets rather than 64 with the Community
-    /// ID itself, so more of a table of millions stays in cache. Two identities of one hash (about one
-    /// chance in 2^40 with a million held) would share an owner; the seed is random per process, so
-    /// an exporter cannot aim for that.
-    owners: HashMap<u64, Owner, BuildHasherDefault<Prehashed>>,
+    /// `[hash of the identity (0: empty), owner << 32 | last record's time]`, in buckets of [`WAYS`];
+    /// allocated zeroed on first use, so pages the table never touches cost nothing.
+    slots: Vec<[u64; 2]>,
+    /// Buckets less one (their count is a power of two).
+    mask: usize,
+    /// Random per process, so an exporter cannot aim two identities at one hash.
     seed: RandomState,
     /// Records marked duplicate.
     pub duplicates: u64,
-    /// Identities not tracked because the table was full.
+    /// Identities forgotten within their window to make room for new ones.
     pub untracked: u64,
 }
 
@@ -69,90 +64,87 @@ pub fn observer_of(r: &FlowRecord) -> u64 {
     h.finish()
 }
 
-/// The hasher of keys that are hashes already: passes them through.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed here; fold anything else in rather than panic.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup::new(DedupConfig::default())
     }
 }
 
 impl Dedup {
     /// An empty table.
     pub fn new(cfg: DedupConfig) -> Self {
+        let buckets = cfg.max_entries.div_ceil(WAYS).max(1).next_power_of_two();
         Dedup {
             cfg,
-            ..Dedup::default()
+            slots: Vec::new(),
+            mask: buckets - 1,
+            seed: RandomState::default(),
+            duplicates: 0,
+            untracked: 0,
         }
     }
 
-    /// Identities held.
+    /// Identities held (live or past their window): counted over the whole table.
     pub fn len(&self) -> usize {
-        self.owners.len()
+        self.slots.iter().filter(|s| s[0] != 0).count()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty()
+        self.len() == 0
     }
 
     /// Notes a record of connection `identity` from `observer` at `at_ms`; true when another observer
     /// already reported it within the window.
     pub fn is_duplicate(&mut self, identity: InlineStr, observer: u64, at_ms: u64) -> bool {
-        let window = self.cfg.window_ms;
-        let full = self.owners.len() >= self.cfg.max_entries;
-        // One lookup for both the known and the new identity: the table is large and each probe is
-        // likely a cache miss.
-        let key = self.seed.hash_one(identity.as_str());
-        match self.owners.entry(key) {
-            Entry::Occupied(mut e) => {
-                let o = e.get_mut();
-                if o.observer == observer {
-                    o.last_ms = o.last_ms.max(at_ms);
-                    return false;
+        if self.slots.is_empty() {
+            self.slots = vec![[0; 2]; (self.mask + 1) * WAYS];
+        }
+        // Never 0, which marks an empty entry.
+        let tag = self.seed.hash_one(identity.as_str()) | 1;
+        let owner = (observer ^ (observer >> 32)) & 0xffff_ffff;
+        // Milliseconds modulo 2^32 (49 days); ages are told apart within 24 days.
+        let at = at_ms & 0xffff_ffff;
+        let window = i64::try_from(self.cfg.window_ms.min(i32::MAX as u64)).unwrap_or(i64::MAX);
+        let age = |entry: u64| i64::from((at as u32).wrapping_sub(entry as u32) as i32);
+        let start = ((tag >> 32) as usize & self.mask) * WAYS;
+        let Some(bucket) = self.slots.get_mut(start..start + WAYS) else {
+            return false;
+        };
+        let fresh = [tag, owner << 32 | at];
+        if let Some(slot) = bucket.iter_mut().find(|s| s[0] == tag) {
+            let age = age(slot[1]);
+            if slot[1] >> 32 == owner {
+                // The owner's own later record: the window runs from its last one.
+                if age > 0 {
+                    *slot = fresh;
                 }
-                if at_ms.saturating_sub(o.last_ms) <= window {
-                    self.duplicates += 1;
-                    return true;
-                }
-                // The owner went quiet long ago: this observer takes over.
-                *o = Owner {
-                    observer,
-                    last_ms: at_ms,
-                };
-                false
+                return false;
             }
-            Entry::Vacant(_) if full => {
-                self.untracked += 1;
-                false
+            if age <= window {
+                self.duplicates += 1;
+                return true;
             }
-            Entry::Vacant(e) => {
-                e.insert(Owner {
-                    observer,
-                    last_ms: at_ms,
-                });
-                false
+            // The owner went quiet long ago: this observer takes over.
+            *slot = fresh;
+            return false;
+        }
+        // A new identity: into an empty entry, else in place of the one quiet for longest.
+        let mut victim = 0;
+        for (i, slot) in bucket.iter().enumerate() {
+            if slot[0] == 0 {
+                victim = i;
+                break;
+            }
+            if age(slot[1]) > age(bucket[victim][1]) {
+                victim = i;
             }
         }
-    }
-
-    /// Forgets identities whose owner has been quiet for the window.
-    pub fn expire(&mut self, now: u64) {
-        let window = self.cfg.window_ms;
-        self.owners.retain(|_, o| now.saturating_sub(o.last_ms) <= window);
+        if bucket[victim][0] != 0 && age(bucket[victim][1]) <= window {
+            self.untracked += 1;
+        }
+        bucket[victim] = fresh;
+        false
     }
 }
 
@@ -178,20 +170,72 @@ mod tests {
             !d.is_duplicate(id, 2, 3000),
             "owner quiet past the window: takes over"
         );
-        d.expire(10_000);
-        assert!(d.is_empty());
-        assert_eq!(d.duplicates, 2);
+        assert!(!d.is_duplicate(id, 2, 3500), "the new owner's delta");
+        assert!(
+            d.is_duplicate(id, 1, 3600),
+            "the old owner is now the second observer"
+        );
+        assert!(
+            d.is_duplicate(id, 1, 2900),
+            "a record older than the owner's last is within the window"
+        );
+        assert_eq!(d.duplicates, 4);
+        assert_eq!(d.len(), 1);
     }
 
     #[test]
-    fn full_table_counts_as_original() {
+    fn a_full_bucket_gives_up_its_oldest_identity_and_counts_it() {
+        // One bucket of four.
         let mut d = Dedup::new(DedupConfig {
-            window_ms: 1000,
+            window_ms: 10_000,
             max_entries: 1,
         });
-        assert!(!d.is_duplicate(InlineStr::new("1:a").unwrap(), 1, 0));
-        assert!(!d.is_duplicate(InlineStr::new("1:b").unwrap(), 1, 0));
-        assert!(!d.is_duplicate(InlineStr::new("1:b").unwrap(), 2, 0));
-        assert_eq!(d.untracked, 2);
+        let ids: Vec<InlineStr> = (0..5)
+            .map(|i| InlineStr::new(&format!("1:{i}")).unwrap())
+            .collect();
+        for (t, id) in ids.iter().enumerate() {
+            assert!(!d.is_duplicate(*id, 1, t as u64 * 100));
+        }
+        assert_eq!(
+            (d.len(), d.untracked),
+            (4, 1),
+            "the fifth took the first one's place"
+        );
+        assert!(
+            !d.is_duplicate(ids[0], 2, 500),
+            "forgotten: counted as an original"
+        );
+        assert!(d.is_duplicate(ids[4], 2, 500), "the newest is still known");
+        // Entries past their window make room without counting.
+        let mut d = Dedup::new(DedupConfig {
+            window_ms: 100,
+            max_entries: 1,
+        });
+        for (t, id) in ids.iter().enumerate() {
+            assert!(!d.is_duplicate(*id, 1, t as u64 * 1000));
+        }
+        assert_eq!(d.untracked, 0);
+    }
+
+    #[test]
+    fn many_identities_in_a_large_table_are_all_remembered() {
+        let mut d = Dedup::new(DedupConfig {
+            window_ms: 60_000,
+            max_entries: 1 << 16,
+        });
+        let ids: Vec<InlineStr> = (0..10_000)
+            .map(|i| InlineStr::new(&format!("1:{i:08}")).unwrap())
+            .collect();
+        for id in &ids {
+            assert!(!d.is_duplicate(*id, 7, 1000));
+        }
+        let dups = ids.iter().filter(|id| d.is_duplicate(**id, 8, 2000)).count();
+        // A table six times larger than the identities: a bucket of four rarely overflows (about ten
+        // of 16,384 buckets are expected to; the seed is random, so the bound is loose).
+        assert!(
+            dups >= 9_900 && d.untracked < 100,
+            "{dups} duplicates, {} untracked",
+            d.untracked
+        );
     }
 }

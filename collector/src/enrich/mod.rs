@@ -138,10 +138,10 @@ impl Enricher {
         })
     }
 
-    /// Forgets NAT translations and connection owners past their windows.
+    /// Forgets NAT translations past their window (the duplicate table overwrites its stale entries in
+    /// place and needs no sweep).
     pub fn expire(&mut self, now: u64) {
         self.nat.expire(now);
-        self.dedup.expire(now);
     }
 
     /// The connection's identity: the Community ID of its tuple after NAT.

@@ -17,7 +17,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::ecs::{Context, encode, encode_into};
+use super::ecs::{Context, Encoder, encode};
 
 /// Room kept free past [`FLUSH_AT`] so that a document usually fits before a write; a larger one grows
 /// the buffer.
@@ -121,6 +121,8 @@ pub struct NdjsonSink {
     /// Whole lines in `buf[..filled]`: counted as they are encoded, so a write that takes everything
     /// needs no scan of the buffer.
     pending_docs: u64,
+    /// The encoder, which keeps the text of each document shape it meets.
+    encoder: Encoder,
     written: u64,
     dropped: u64,
 }
@@ -159,6 +161,7 @@ impl NdjsonSink {
             buf: vec![0; FLUSH_AT + ROOM],
             filled: 0,
             pending_docs: 0,
+            encoder: Encoder::new(),
             written: 0,
             dropped: 0,
         }
@@ -193,7 +196,12 @@ impl NdjsonSink {
         loop {
             // One octet kept for the newline.
             let end = self.buf.len().saturating_sub(1);
-            if let Some(n) = self.buf.get_mut(self.filled..end).and_then(|room| encode_into(flow, ctx, room)) {
+            let encoder = &mut self.encoder;
+            if let Some(n) = self
+                .buf
+                .get_mut(self.filled..end)
+                .and_then(|room| encoder.encode_into(flow, ctx, room))
+            {
                 let at = self.filled + n;
                 self.buf[at] = b'\n';
                 self.filled = at + 1;

@@ -74,7 +74,7 @@ impl<S: BuildHasher> ExporterNames for HashMap<IpAddr, Arc<str>, S> {
 pub const DATASET: &str = "podflow.flows";
 
 /// The nesting of [`FIELDS`], worked out at compile time.
-static LAYOUT: Layout<{ NAMES.len() }> = Layout::new(NAMES);
+pub(super) static LAYOUT: Layout<{ NAMES.len() }> = Layout::new(NAMES);
 
 /// A `&'static Word`: `word!("tcp")` is the JSON string `"tcp"`, `word!(raw "[1]")` the text as it is;
 /// made, and checked to need no escaping, at compile time.
@@ -171,7 +171,7 @@ struct Endpoint {
 }
 
 /// A flow with what the fields need worked out once.
-struct Doc<'a> {
+pub(super) struct Doc<'a> {
     flow: &'a EnrichedFlow,
     r: &'a FlowRecord,
     ctx: &'a Context<'a>,
@@ -190,7 +190,7 @@ struct Doc<'a> {
 }
 
 impl<'a> Doc<'a> {
-    fn new(flow: &'a EnrichedFlow, ctx: &'a Context<'a>) -> Self {
+    pub(super) fn new(flow: &'a EnrichedFlow, ctx: &'a Context<'a>) -> Self {
         let r = &flow.record;
         let start_ms = date(r.start_ms);
         let end_ms = date(r.end_ms);
@@ -308,24 +308,21 @@ impl<'a> Doc<'a> {
             .or_else(|| self.ctx.exporter_names?.hostname(self.r.exporter.ip()))
     }
 
-    /// Writes the field of `key` if the flow has a value for it. Inlined into [`for_each_key`]'s
-    /// unrolled calls, where `key` is a constant and the match reduces to its arm.
+    /// The value of field `key` for this flow ([`Val::Absent`] when it has none). Inlined into
+    /// [`for_each_key`]'s unrolled calls, where `key` is a constant and the match reduces to its arm.
+    /// A field that is always the same word when present says so with [`Val::Fixed`], always with
+    /// the same word: documents of one shape share its text.
     #[inline(always)]
-    fn write(&self, key: Key, w: &mut ObjectWriter<'_, '_>) {
+    pub(super) fn value(&self, key: Key) -> Val<'a> {
         let r = self.r;
-        // The field's index in FIELDS, which is its index in LAYOUT.
-        let name = key as usize;
         match key {
-            Key::Timestamp => {
-                w.key(name);
-                self.timestamp_text.put(w.out());
-            }
-            Key::EcsVersion => word_field(w, name, Some(word!(ECS_VERSION))),
-            Key::DataStreamType => str_field(w, name, self.ctx.data_stream_namespace.map(|_| "logs")),
-            Key::DataStreamDataset => str_field(w, name, self.ctx.data_stream_namespace.map(|_| DATASET)),
-            Key::DataStreamNamespace => str_field(w, name, self.ctx.data_stream_namespace),
-            Key::EventKind => word_field(w, name, Some(word!("event"))),
-            Key::EventCategory => word_field(w, name, Some(word!(raw "[\"network\"]"))),
+            Key::Timestamp => Val::Timestamp,
+            Key::EcsVersion => Val::Fixed(word!(ECS_VERSION)),
+            Key::DataStreamType => opt_str(self.ctx.data_stream_namespace.map(|_| "logs")),
+            Key::DataStreamDataset => opt_str(self.ctx.data_stream_namespace.map(|_| DATASET)),
+            Key::DataStreamNamespace => opt_str(self.ctx.data_stream_namespace),
+            Key::EventKind => Val::Fixed(word!("event")),
+            Key::EventCategory => Val::Fixed(word!(raw "[\"network\"]")),
             Key::EventType => {
                 // Active timeout (2) reports a flow that goes on; every other end reason ends it.
                 let ended = r.end_reason.is_some_and(|reason| reason != 2);
@@ -334,205 +331,144 @@ impl<'a> Doc<'a> {
                 } else {
                     word!(raw "[\"connection\"]")
                 };
-                word_field(w, name, Some(types))
+                Val::Word(types)
             }
-            Key::EventAction => word_field(w, name, Some(word!("network_flow"))),
-            Key::EventDataset => word_field(w, name, Some(word!(DATASET))),
-            Key::EventModule => word_field(w, name, Some(word!("podflow"))),
-            Key::EventStart => date_field(w, name, self.start_ms),
-            Key::EventEnd if self.end_ms == Some(self.timestamp_ms) => {
-                w.key(name);
-                self.timestamp_text.put(w.out());
-            }
-            Key::EventEnd => date_field(w, name, self.end_ms),
+            Key::EventAction => Val::Fixed(word!("network_flow")),
+            Key::EventDataset => Val::Fixed(word!(DATASET)),
+            Key::EventModule => Val::Fixed(word!("podflow")),
+            Key::EventStart => self.start_ms.map_or(Val::Absent, Val::Date),
+            Key::EventEnd if self.end_ms == Some(self.timestamp_ms) => Val::Timestamp,
+            Key::EventEnd => self.end_ms.map_or(Val::Absent, Val::Date),
             Key::EventDuration => {
                 let ns = match (self.start_ms, self.end_ms) {
                     (Some(s), Some(e)) if e >= s => Some((e - s).saturating_mul(1_000_000)),
                     _ => None,
                 };
-                long_field(w, name, ns)
+                opt_long(ns)
             }
-            Key::EventCreated => {
-                // The same for a whole batch of documents.
-                w.key(name);
-                cached_date(&CREATED, self.ctx.created_ms.min(MAX_DATE_MS)).put(w.out());
-            }
+            Key::EventCreated => Val::Created,
 
             Key::SourceAddress | Key::DestinationAddress | Key::ClientAddress | Key::ServerAddress => {
-                self.address(w, key, name)
+                opt_ip(self.address(key))
             }
-            Key::SourceIp => self.ip_field(w, name, Some(r.src)),
-            Key::SourcePort => self.port_field(w, name, Some(self.endpoint(Side::Source))),
-            Key::SourceBytes => long_field(w, name, Some(r.forward.octets)),
-            Key::SourcePackets => long_field(w, name, Some(r.forward.packets)),
-            Key::SourceNatIp => self.ip_field(w, name, self.src_nat.and_then(|n| n.ip)),
-            Key::SourceNatPort => long_field(w, name, self.src_nat.and_then(|n| n.port).map(u64::from)),
-            Key::DestinationIp => self.ip_field(w, name, Some(r.dst)),
-            Key::DestinationPort => self.port_field(w, name, Some(self.endpoint(Side::Destination))),
-            Key::DestinationBytes => long_field(w, name, r.reverse.map(|c| c.octets)),
-            Key::DestinationPackets => long_field(w, name, r.reverse.map(|c| c.packets)),
-            Key::DestinationNatIp => self.ip_field(w, name, self.dst_nat.and_then(|n| n.ip)),
-            Key::DestinationNatPort => long_field(w, name, self.dst_nat.and_then(|n| n.port).map(u64::from)),
+            Key::SourceIp => opt_ip(Some(r.src)),
+            Key::SourcePort => self.port(Some(self.endpoint(Side::Source))),
+            Key::SourceBytes => opt_long(Some(r.forward.octets)),
+            Key::SourcePackets => opt_long(Some(r.forward.packets)),
+            Key::SourceNatIp => opt_ip(self.src_nat.and_then(|n| n.ip)),
+            Key::SourceNatPort => opt_long(self.src_nat.and_then(|n| n.port).map(u64::from)),
+            Key::DestinationIp => opt_ip(Some(r.dst)),
+            Key::DestinationPort => self.port(Some(self.endpoint(Side::Destination))),
+            Key::DestinationBytes => opt_long(r.reverse.map(|c| c.octets)),
+            Key::DestinationPackets => opt_long(r.reverse.map(|c| c.packets)),
+            Key::DestinationNatIp => opt_ip(self.dst_nat.and_then(|n| n.ip)),
+            Key::DestinationNatPort => opt_long(self.dst_nat.and_then(|n| n.port).map(u64::from)),
 
             // An endpoint's `kubernetes` object is formatted once per endpoint and copied (see
             // `k8s_object`): written at its first field, the others are in it.
-            Key::SourceK8sNamespace => k8s_object(w, name, self.k8s(Side::Source)),
+            Key::SourceK8sNamespace => k8s_object(self.k8s(Side::Source)),
             Key::SourceK8sPodName
             | Key::SourceK8sPodUid
             | Key::SourceK8sWorkloadKind
             | Key::SourceK8sWorkloadName
             | Key::SourceK8sServiceName
             | Key::SourceK8sNodeName
-            | Key::SourceK8sLabels => {}
-            Key::DestinationK8sNamespace => k8s_object(w, name, self.k8s(Side::Destination)),
+            | Key::SourceK8sLabels => Val::Absent,
+            Key::DestinationK8sNamespace => k8s_object(self.k8s(Side::Destination)),
             Key::DestinationK8sPodName
             | Key::DestinationK8sPodUid
             | Key::DestinationK8sWorkloadKind
             | Key::DestinationK8sWorkloadName
             | Key::DestinationK8sServiceName
             | Key::DestinationK8sNodeName
-            | Key::DestinationK8sLabels => {}
+            | Key::DestinationK8sLabels => Val::Absent,
 
-            Key::ClientIp => self.ip_field(w, name, self.client().map(|e| e.ip)),
-            Key::ClientPort => self.port_field(w, name, self.client()),
-            Key::ClientBytes => long_field(w, name, self.client().and_then(|e| e.sent).map(|c| c.octets)),
-            Key::ClientPackets => long_field(w, name, self.client().and_then(|e| e.sent).map(|c| c.packets)),
-            Key::ClientNatIp => self.ip_field(w, name, self.client().and_then(|e| e.nat?.ip)),
-            Key::ClientNatPort => long_field(w, name, self.client().and_then(|e| e.nat?.port).map(u64::from)),
-            Key::ServerIp => self.ip_field(w, name, self.server().map(|e| e.ip)),
-            Key::ServerPort => self.port_field(w, name, self.server()),
-            Key::ServerBytes => long_field(w, name, self.server().and_then(|e| e.sent).map(|c| c.octets)),
-            Key::ServerPackets => long_field(w, name, self.server().and_then(|e| e.sent).map(|c| c.packets)),
-            Key::ServerNatIp => self.ip_field(w, name, self.server().and_then(|e| e.nat?.ip)),
-            Key::ServerNatPort => long_field(w, name, self.server().and_then(|e| e.nat?.port).map(u64::from)),
+            Key::ClientIp => opt_ip(self.client().map(|e| e.ip)),
+            Key::ClientPort => self.port(self.client()),
+            Key::ClientBytes => opt_long(self.client().and_then(|e| e.sent).map(|c| c.octets)),
+            Key::ClientPackets => opt_long(self.client().and_then(|e| e.sent).map(|c| c.packets)),
+            Key::ClientNatIp => opt_ip(self.client().and_then(|e| e.nat?.ip)),
+            Key::ClientNatPort => opt_long(self.client().and_then(|e| e.nat?.port).map(u64::from)),
+            Key::ServerIp => opt_ip(self.server().map(|e| e.ip)),
+            Key::ServerPort => self.port(self.server()),
+            Key::ServerBytes => opt_long(self.server().and_then(|e| e.sent).map(|c| c.octets)),
+            Key::ServerPackets => opt_long(self.server().and_then(|e| e.sent).map(|c| c.packets)),
+            Key::ServerNatIp => opt_ip(self.server().and_then(|e| e.nat?.ip)),
+            Key::ServerNatPort => opt_long(self.server().and_then(|e| e.nat?.port).map(u64::from)),
 
-            Key::NetworkTransport => word_field(w, name, transport(r.proto)),
-            Key::NetworkIanaNumber => {
-                w.key(name);
-                json::decimal_string(w.out(), u64::from(r.proto));
-            }
-            Key::NetworkType => word_field(
-                w,
-                name,
-                Some(if r.src.is_ipv4() {
-                    word!("ipv4")
-                } else {
-                    word!("ipv6")
-                }),
-            ),
-            Key::NetworkBytes => long_field(w, name, Some(saturating_total(r, |c| c.octets))),
-            Key::NetworkPackets => long_field(w, name, Some(saturating_total(r, |c| c.packets))),
-            Key::NetworkCommunityId => str_field(w, name, Some(self.flow.community_id.as_str())),
-            Key::NetworkDirection => word_field(w, name, Some(self.direction())),
-            Key::RelatedIp => {
-                let (ips, n) = self.related_ips();
-                w.key(name);
-                let out = w.out();
-                out.byte(b'[');
-                for (i, ip) in ips[..n].iter().flatten().enumerate() {
-                    if i > 0 {
-                        out.byte(b',');
-                    }
-                    self.put_ip(out, *ip);
-                }
-                out.byte(b']');
-            }
-            Key::ObserverHostname => str_field(w, name, self.observer_hostname()),
-            Key::ObserverIp => {
-                // ECS makes observer.ip an array (an observer may have several addresses).
-                w.key(name);
-                let out = w.out();
-                out.byte(b'[');
-                json::ip(out, r.exporter.ip());
-                out.byte(b']');
-            }
-            Key::ObserverType => word_field(w, name, Some(word!("sensor"))),
-            Key::OrchestratorType => word_field(w, name, Some(word!("kubernetes"))),
-            Key::OrchestratorClusterName => str_field(w, name, nonempty(self.ctx.cluster_name)),
+            Key::NetworkTransport => opt_word(transport(r.proto)),
+            Key::NetworkIanaNumber => Val::DecimalString(u64::from(r.proto)),
+            Key::NetworkType => opt_word(Some(if r.src.is_ipv4() {
+                word!("ipv4")
+            } else {
+                word!("ipv6")
+            })),
+            Key::NetworkBytes => opt_long(Some(saturating_total(r, |c| c.octets))),
+            Key::NetworkPackets => opt_long(Some(saturating_total(r, |c| c.packets))),
+            Key::NetworkCommunityId => opt_str(Some(self.flow.community_id.as_str())),
+            Key::NetworkDirection => opt_word(Some(self.direction())),
+            Key::RelatedIp => Val::Related,
+            Key::ObserverHostname => opt_str(self.observer_hostname()),
+            // ECS makes observer.ip an array (an observer may have several addresses).
+            Key::ObserverIp => Val::IpArray(r.exporter.ip()),
+            Key::ObserverType => Val::Fixed(word!("sensor")),
+            Key::OrchestratorType => Val::Fixed(word!("kubernetes")),
+            Key::OrchestratorClusterName => opt_str(nonempty(self.ctx.cluster_name)),
 
-            Key::PodflowEndReason => {
-                if let Some(reason) = r.end_reason {
-                    match end_reason(reason) {
-                        Some(text) => word_field(w, name, Some(text)),
-                        None => {
-                            w.key(name);
-                            json::decimal_string(w.out(), u64::from(reason));
-                        }
-                    }
-                }
+            Key::PodflowEndReason => match r.end_reason {
+                Some(reason) => end_reason(reason).map_or(Val::DecimalString(u64::from(reason)), Val::Word),
+                None => Val::Absent,
+            },
+            Key::PodflowTcpFlags => opt_long((r.proto == 6).then_some(u64::from(r.tcp_flags))),
+            Key::PodflowTcpReverseFlags => {
+                opt_long((r.proto == 6 && r.reverse.is_some()).then_some(u64::from(r.reverse_tcp_flags)))
             }
-            Key::PodflowTcpFlags => long_field(w, name, (r.proto == 6).then_some(u64::from(r.tcp_flags))),
-            Key::PodflowTcpReverseFlags => long_field(
-                w,
-                name,
-                (r.proto == 6 && r.reverse.is_some()).then_some(u64::from(r.reverse_tcp_flags)),
-            ),
-            Key::PodflowIcmpType => long_field(w, name, r.icmp_type_code.map(|tc| u64::from(tc >> 8))),
-            Key::PodflowIcmpCode => long_field(w, name, r.icmp_type_code.map(|tc| u64::from(tc & 0xff))),
-            Key::PodflowNatEvent => long_field(w, name, r.nat_event.map(u64::from)),
-            Key::PodflowPostNatCommunityId => {
-                str_field(w, name, r.post_nat_community_id.as_ref().map(|c| c.as_str()))
+            Key::PodflowIcmpType => opt_long(r.icmp_type_code.map(|tc| u64::from(tc >> 8))),
+            Key::PodflowIcmpCode => opt_long(r.icmp_type_code.map(|tc| u64::from(tc & 0xff))),
+            Key::PodflowNatEvent => opt_long(r.nat_event.map(u64::from)),
+            Key::PodflowPostNatCommunityId => opt_str(r.post_nat_community_id.as_ref().map(|c| c.as_str())),
+            Key::PodflowConntrackId => opt_long(r.conntrack_id.map(u64::from)),
+            Key::PodflowConntrackMark => opt_long(r.conntrack_mark.map(u64::from)),
+            Key::PodflowObserverPodName => opt_str(nonempty(r.observer.pod_name.as_deref())),
+            Key::PodflowObserverPodNamespace => opt_str(nonempty(r.observer.pod_namespace.as_deref())),
+            Key::PodflowObserverNodeName => opt_str(nonempty(r.observer.node_name.as_deref())),
+            Key::PodflowBackendIp => opt_ip(self.flow.backend_addr.map(|(ip, _)| ip)),
+            Key::PodflowBackendPort => opt_long(self.flow.backend_addr.map(|(_, port)| u64::from(port))),
+            Key::PodflowBackendK8sNamespace => k8s_str(self.flow.backend.as_deref(), |k| Some(&k.namespace)),
+            Key::PodflowBackendK8sPodName => k8s_str(self.flow.backend.as_deref(), |k| k.pod_name.as_ref()),
+            Key::PodflowBackendK8sPodUid => k8s_str(self.flow.backend.as_deref(), |k| k.pod_uid.as_ref()),
+            Key::PodflowBackendK8sWorkloadKind => {
+                k8s_str(self.flow.backend.as_deref(), |k| k.workload_kind.as_ref())
             }
-            Key::PodflowConntrackId => long_field(w, name, r.conntrack_id.map(u64::from)),
-            Key::PodflowConntrackMark => long_field(w, name, r.conntrack_mark.map(u64::from)),
-            Key::PodflowObserverPodName => str_field(w, name, nonempty(r.observer.pod_name.as_deref())),
-            Key::PodflowObserverPodNamespace => {
-                str_field(w, name, nonempty(r.observer.pod_namespace.as_deref()))
+            Key::PodflowBackendK8sWorkloadName => {
+                k8s_str(self.flow.backend.as_deref(), |k| k.workload_name.as_ref())
             }
-            Key::PodflowObserverNodeName => str_field(w, name, nonempty(r.observer.node_name.as_deref())),
-            Key::PodflowBackendIp => self.ip_field(w, name, self.flow.backend_addr.map(|(ip, _)| ip)),
-            Key::PodflowBackendPort => {
-                long_field(w, name, self.flow.backend_addr.map(|(_, port)| u64::from(port)))
-            }
-            Key::PodflowBackendK8sNamespace => {
-                k8s_str(w, name, self.flow.backend.as_deref(), |k| Some(&k.namespace))
-            }
-            Key::PodflowBackendK8sPodName => {
-                k8s_str(w, name, self.flow.backend.as_deref(), |k| k.pod_name.as_ref())
-            }
-            Key::PodflowBackendK8sPodUid => {
-                k8s_str(w, name, self.flow.backend.as_deref(), |k| k.pod_uid.as_ref())
-            }
-            Key::PodflowBackendK8sWorkloadKind => k8s_str(w, name, self.flow.backend.as_deref(), |k| {
-                k.workload_kind.as_ref()
-            }),
-            Key::PodflowBackendK8sWorkloadName => k8s_str(w, name, self.flow.backend.as_deref(), |k| {
-                k.workload_name.as_ref()
-            }),
-            Key::PodflowBackendK8sNodeName => {
-                k8s_str(w, name, self.flow.backend.as_deref(), |k| k.node_name.as_ref())
-            }
+            Key::PodflowBackendK8sNodeName => k8s_str(self.flow.backend.as_deref(), |k| k.node_name.as_ref()),
             Key::PodflowDuplicate => {
                 let v = if self.flow.duplicate {
                     word!(raw "true")
                 } else {
                     word!(raw "false")
                 };
-                word_field(w, name, Some(v))
+                opt_word(Some(v))
             }
-            Key::PodflowExporterPort => long_field(w, name, Some(u64::from(r.exporter.port()))),
-            Key::PodflowExporterObservationDomainId => {
-                long_field(w, name, Some(u64::from(r.observation_domain)))
-            }
-            Key::PodflowExporterVersion => long_field(w, name, Some(u64::from(r.protocol.version()))),
+            Key::PodflowExporterPort => opt_long(Some(u64::from(r.exporter.port()))),
+            Key::PodflowExporterObservationDomainId => opt_long(Some(u64::from(r.observation_domain))),
+            Key::PodflowExporterVersion => opt_long(Some(u64::from(r.protocol.version()))),
+            // The same for all the records of a message.
             Key::PodflowExporterTimestamp => {
-                // The same for all the records of a message.
-                if let Some(ms) = date(u64::from(r.export_time) * 1000) {
-                    w.key(name);
-                    cached_date(&EXPORTED, ms).put(w.out());
-                }
+                date(u64::from(r.export_time) * 1000).map_or(Val::Absent, Val::Exported)
             }
         }
     }
 
-    fn address(&self, w: &mut ObjectWriter<'_, '_>, key: Key, name: usize) {
-        let ip = match key {
+    fn address(&self, key: Key) -> Option<IpAddr> {
+        match key {
             Key::SourceAddress => Some(self.r.src),
             Key::DestinationAddress => Some(self.r.dst),
             Key::ClientAddress => self.client().map(|e| e.ip),
             _ => self.server().map(|e| e.ip),
-        };
-        self.ip_field(w, name, ip);
+        }
     }
 
     /// Writes an address, from its text when it is the source's or the destination's.
@@ -547,17 +483,110 @@ impl<'a> Doc<'a> {
         }
     }
 
+    fn port(&self, e: Option<Endpoint>) -> Val<'a> {
+        opt_long(e.filter(|_| self.has_ports).map(|e| u64::from(e.port)))
+    }
+
+    /// Writes field `key` with `w`, if the flow has a value for it.
     #[inline(always)]
-    fn ip_field(&self, w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<IpAddr>) {
-        if let Some(v) = v {
-            w.key(name);
-            self.put_ip(w.out(), v);
+    fn write(&self, key: Key, w: &mut ObjectWriter<'_, '_>) {
+        // The field's index in FIELDS, which is its index in LAYOUT.
+        let name = key as usize;
+        match self.value(key) {
+            Val::Absent => {}
+            Val::Members(text) => {
+                let object = w.object_of(name);
+                w.members(object, text);
+            }
+            v => {
+                w.key(name);
+                self.put(v, w.out());
+            }
         }
     }
 
-    fn port_field(&self, w: &mut ObjectWriter<'_, '_>, name: usize, e: Option<Endpoint>) {
-        long_field(w, name, e.filter(|_| self.has_ports).map(|e| u64::from(e.port)));
+    /// Writes a value (not [`Val::Absent`], and [`Val::Members`] after its object is entered).
+    pub(super) fn put(&self, v: Val<'_>, out: &mut Cursor<'_>) {
+        match v {
+            Val::Absent => {}
+            Val::Fixed(word) | Val::Word(word) => word.put(out),
+            Val::Long(n) => json::long(out, n),
+            Val::DecimalString(n) => json::decimal_string(out, n),
+            Val::Str(text) => json::string(out, text),
+            Val::Ip(ip) => self.put_ip(out, ip),
+            Val::IpArray(ip) => {
+                out.byte(b'[');
+                json::ip(out, ip);
+                out.byte(b']');
+            }
+            Val::Date(ms) => json::date(out, ms),
+            Val::Timestamp => self.timestamp_text.put(out),
+            // The same for a whole batch of documents.
+            Val::Created => cached_date(&CREATED, self.ctx.created_ms.min(MAX_DATE_MS)).put(out),
+            Val::Exported(ms) => cached_date(&EXPORTED, ms).put(out),
+            Val::Members(text) => out.bytes(text),
+            Val::Related => {
+                let (ips, n) = self.related_ips();
+                out.byte(b'[');
+                for (i, ip) in ips[..n].iter().flatten().enumerate() {
+                    if i > 0 {
+                        out.byte(b',');
+                    }
+                    self.put_ip(out, *ip);
+                }
+                out.byte(b']');
+            }
+        }
     }
+}
+
+/// One field's value in one document.
+#[derive(Clone, Copy)]
+pub(super) enum Val<'a> {
+    /// No value: the field is left out.
+    Absent,
+    /// The field's only value, the same in every document that has the field.
+    Fixed(&'static Word),
+    /// One of the encoder's words.
+    Word(&'static Word),
+    /// A JSON number.
+    Long(u64),
+    /// Decimal digits as a JSON string.
+    DecimalString(u64),
+    /// A string, escaped as it is written.
+    Str(&'a str),
+    /// An address.
+    Ip(IpAddr),
+    /// An array of one address.
+    IpArray(IpAddr),
+    /// A date (Unix milliseconds).
+    Date(u64),
+    /// `@timestamp`'s text.
+    Timestamp,
+    /// `event.created` (from the context).
+    Created,
+    /// The export time (Unix milliseconds), as text kept from the previous record of the message.
+    Exported(u64),
+    /// Whole members of the field's object, formatted once: the object's other fields are in it.
+    Members(&'a [u8]),
+    /// `related.ip`.
+    Related,
+}
+
+fn opt_long<'a>(v: Option<u64>) -> Val<'a> {
+    v.map_or(Val::Absent, Val::Long)
+}
+
+fn opt_str(v: Option<&str>) -> Val<'_> {
+    v.map_or(Val::Absent, Val::Str)
+}
+
+fn opt_ip<'a>(v: Option<IpAddr>) -> Val<'a> {
+    v.map_or(Val::Absent, Val::Ip)
+}
+
+fn opt_word<'a>(v: Option<&'static Word>) -> Val<'a> {
+    v.map_or(Val::Absent, Val::Word)
 }
 
 /// A NAT endpoint that changes the address or the port, else `None`.
@@ -580,42 +609,8 @@ fn saturating_total(r: &FlowRecord, get: impl Fn(&Counters) -> u64) -> u64 {
     get(&r.forward).saturating_add(r.reverse.as_ref().map_or(0, get))
 }
 
-fn str_field(w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<&str>) {
-    if let Some(v) = v {
-        w.key(name);
-        json::string(w.out(), v);
-    }
-}
-
-/// Writes one of the encoder's own words (`"tcp"`, `"network_flow"`) or fixed values.
-fn word_field(w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<&'static Word>) {
-    if let Some(v) = v {
-        w.key(name);
-        v.put(w.out());
-    }
-}
-
-fn long_field(w: &mut ObjectWriter<'_, '_>, name: usize, v: Option<u64>) {
-    if let Some(v) = v {
-        w.key(name);
-        json::long(w.out(), v);
-    }
-}
-
-fn date_field(w: &mut ObjectWriter<'_, '_>, name: usize, ms: Option<u64>) {
-    if let Some(ms) = ms {
-        w.key(name);
-        json::date(w.out(), ms);
-    }
-}
-
-fn k8s_str(
-    w: &mut ObjectWriter<'_, '_>,
-    name: usize,
-    k: Option<&K8sEndpoint>,
-    get: impl Fn(&K8sEndpoint) -> Option<&Arc<str>>,
-) {
-    str_field(w, name, nonempty(k.and_then(get).map(|s| &**s)));
+fn k8s_str<'k>(k: Option<&'k K8sEndpoint>, get: impl Fn(&K8sEndpoint) -> Option<&Arc<str>>) -> Val<'k> {
+    opt_str(nonempty(k.and_then(get).map(|s| &**s)))
 }
 
 /// The members of an endpoint's `kubernetes` object, as the table names them below
@@ -634,14 +629,13 @@ const K8S_NAMES: [&str; 8] = [
 /// The nesting of [`K8S_NAMES`].
 static K8S_LAYOUT: Layout<{ K8S_NAMES.len() }> = Layout::new(&K8S_NAMES);
 
-/// Writes an endpoint's `kubernetes` object into the object of field `name`: its members are formatted
-/// the first time the endpoint is written and kept with it ([`K8sEndpoint::encoded`]), so every later
-/// document copies them, escaping nothing again.
-fn k8s_object(w: &mut ObjectWriter<'_, '_>, name: usize, k: Option<&K8sEndpoint>) {
-    if let Some(k) = k {
-        let object = w.object_of(name);
-        w.members(object, k.encoded.get_or_init(|| k8s_members(k)));
-    }
+/// An endpoint's `kubernetes` object: its members are formatted the first time the endpoint is written
+/// and kept with it ([`K8sEndpoint::encoded`]), so every later document copies them, escaping nothing
+/// again.
+fn k8s_object(k: Option<&K8sEndpoint>) -> Val<'_> {
+    let text = k.map(|k| k.encoded.get_or_init(|| k8s_members(k)));
+    // An endpoint with no names at all has no object.
+    text.filter(|t| !t.is_empty()).map_or(Val::Absent, Val::Members)
 }
 
 /// The members of `k`'s `kubernetes` object (the object's own braces left out), written field by
@@ -651,13 +645,21 @@ fn k8s_members(k: &K8sEndpoint) -> Vec<u8> {
     loop {
         let mut cursor = Cursor::new(&mut buf);
         let mut w = ObjectWriter::begin(&mut cursor, &K8S_LAYOUT);
-        k8s_str(&mut w, 0, Some(k), |k| Some(&k.namespace));
-        k8s_str(&mut w, 1, Some(k), |k| k.pod_name.as_ref());
-        k8s_str(&mut w, 2, Some(k), |k| k.pod_uid.as_ref());
-        k8s_str(&mut w, 3, Some(k), |k| k.workload_kind.as_ref());
-        k8s_str(&mut w, 4, Some(k), |k| k.workload_name.as_ref());
-        k8s_str(&mut w, 5, Some(k), |k| k.service_name.as_ref());
-        k8s_str(&mut w, 6, Some(k), |k| k.node_name.as_ref());
+        let strings = [
+            Some(&k.namespace),
+            k.pod_name.as_ref(),
+            k.pod_uid.as_ref(),
+            k.workload_kind.as_ref(),
+            k.workload_name.as_ref(),
+            k.service_name.as_ref(),
+            k.node_name.as_ref(),
+        ];
+        for (name, s) in strings.into_iter().enumerate() {
+            if let Some(s) = nonempty(s.map(|s| &**s)) {
+                w.key(name);
+                json::string(w.out(), s);
+            }
+        }
         labels_field(&mut w, 7, Some(k));
         w.end();
         if let Some(n) = cursor.finish() {

@@ -43,6 +43,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Octets written so far.
+    pub(crate) fn position(&self) -> usize {
+        self.at
+    }
+
     /// Octets written, or `None` when some did not fit.
     pub(crate) fn finish(&self) -> Option<usize> {
         (!self.overflow).then_some(self.at)
@@ -381,9 +386,16 @@ impl<'a, 'c> ObjectWriter<'a, 'c> {
     /// closed), into `object`, which is opened as [`ObjectWriter::key`] opens a member's object:
     /// members formatted once and copied into many documents. Nothing when `members` is empty.
     pub(crate) fn members(&mut self, object: usize, members: &[u8]) {
-        if members.is_empty() {
-            return;
+        if !members.is_empty() {
+            self.enter(object);
+            self.out.bytes(members);
         }
+    }
+
+    /// Moves into `object` for members written next as whole text, as [`ObjectWriter::members`] does
+    /// before its text: the opening of the object when it is not open, or a comma after an earlier
+    /// member. The text must follow, and must not be empty.
+    pub(crate) fn enter(&mut self, object: usize) {
         if object == self.open {
             if !self.first {
                 self.out.byte(b',');
@@ -400,7 +412,6 @@ impl<'a, 'c> ObjectWriter<'a, 'c> {
                 self.out.byte(b',');
             }
         }
-        self.out.bytes(members);
         self.first = false;
     }
 

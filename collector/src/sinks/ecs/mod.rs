@@ -3,13 +3,16 @@
 //!
 //! * [`fields`]: the one table of every field a document can hold; everything below derives from it.
 //! * [`encoder`]: the pure encoder, [`EnrichedFlow`](crate::model::EnrichedFlow) to JSON bytes.
+//! * [`shape`]: the same documents by shape: the text between values worked out once per shape.
 //! * [`template`]: the composable index template that maps every field of the table.
 
 pub mod encoder;
 pub mod fields;
 mod json;
+pub mod shape;
 pub mod template;
 
 pub use encoder::{Context, ExporterNames, encode, encode_into};
 pub use fields::{ECS_VERSION, FIELDS, Field, Key};
+pub use shape::Encoder;
 pub use template::index_template;

@@ -1,0 +1,155 @@
+//! Documents by shape: the text between a document's values, worked out once per shape.
+//!
+//! Which fields a document has, its shape, decides all of its text but the values: the keys, the
+//! objects opened and closed between them, and the fields that only ever have one value
+//! (`ecs.version`, `event.kind`, ...). [`Encoder`] works that text out the first time it meets a shape,
+//! with the same [`ObjectWriter`] the field-by-field [`encode_into`](super::encode_into) writes with,
+//! and keeps it. A document of a known shape is then its values with the shape's text copied between
+//! them: a few dozen copies and values instead of a step per field of the table. A stream of flows has
+//! few shapes (IPv4 or IPv6, TCP or not, attributed or not, translated or not): tens, not thousands.
+
+use std::collections::hash_map::Entry;
+
+use foldhash::HashMap;
+
+use super::encoder::{Context, Doc, LAYOUT, Val};
+use super::fields::{EachKey, FIELDS, Key, NAMES, for_each_key};
+use super::json::{Cursor, ObjectWriter};
+use crate::model::EnrichedFlow;
+
+/// Shapes kept at most: past it, all are forgotten and made again as documents need them.
+pub const MAX_SHAPES: usize = 1024;
+
+// A shape is a bit per field.
+const _: () = assert!(NAMES.len() <= 128, "a shape is a u128: at most 128 fields");
+
+/// An ECS encoder that remembers the shapes of the documents it wrote. Writes exactly what
+/// [`encode_into`](super::encode_into) writes (a property test holds them equal).
+#[derive(Default)]
+pub struct Encoder {
+    shapes: HashMap<u128, Shape>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("shapes", &self.shapes.len())
+            .finish()
+    }
+}
+
+/// The text of one shape, and where its values go in it.
+struct Shape {
+    text: Box<[u8]>,
+    /// `ends[i]`: where the text before the `i`th value (in table order) ends.
+    ends: Box<[usize]>,
+}
+
+impl Encoder {
+    /// An encoder that knows no shape yet.
+    pub fn new() -> Self {
+        Encoder::default()
+    }
+
+    /// Shapes known.
+    pub fn shapes(&self) -> usize {
+        self.shapes.len()
+    }
+
+    /// Writes the ECS document of `flow` at the start of `buf` and returns its length, or `None` when it
+    /// does not fit; as [`encode_into`](super::encode_into).
+    pub fn encode_into(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>, buf: &mut [u8]) -> Option<usize> {
+        let doc = Doc::new(flow, ctx);
+        let mut values = Values {
+            doc: &doc,
+            shape: 0,
+            list: [Val::Absent; NAMES.len()],
+            n: 0,
+        };
+        for_each_key(&mut values);
+        if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&values.shape) {
+            self.shapes.clear();
+        }
+        let shape = match self.shapes.entry(values.shape) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Shape::new(&doc, values.shape)),
+        };
+        let mut out = Cursor::new(buf);
+        let mut at = 0;
+        for (&end, &v) in shape.ends.iter().zip(&values.list[..values.n]) {
+            out.bytes(shape.text.get(at..end).unwrap_or_default());
+            doc.put(v, &mut out);
+            at = end;
+        }
+        out.bytes(shape.text.get(at..).unwrap_or_default());
+        out.finish()
+    }
+}
+
+/// A document's shape and the values its shape does not hold, in table order.
+struct Values<'d, 'a> {
+    doc: &'d Doc<'a>,
+    shape: u128,
+    list: [Val<'a>; NAMES.len()],
+    n: usize,
+}
+
+impl EachKey for Values<'_, '_> {
+    #[inline(always)]
+    fn field(&mut self, key: Key) {
+        let v = self.doc.value(key);
+        if matches!(v, Val::Absent) {
+            return;
+        }
+        self.shape |= 1 << key as usize;
+        if !matches!(v, Val::Fixed(_))
+            && let Some(slot) = self.list.get_mut(self.n)
+        {
+            *slot = v;
+            self.n += 1;
+        }
+    }
+}
+
+impl Shape {
+    /// The shape `shape` of `doc`: its text, written as the field-by-field encoder writes it, with
+    /// each value but the fixed ones left out and its place noted.
+    fn new(doc: &Doc<'_>, shape: u128) -> Shape {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let mut out = Cursor::new(&mut buf);
+            let mut ends = Vec::new();
+            let mut w = ObjectWriter::begin(&mut out, &LAYOUT);
+            for (name, field) in FIELDS.iter().enumerate() {
+                if shape & (1 << name) == 0 {
+                    continue;
+                }
+                match doc.value(field.key) {
+                    Val::Absent => {}
+                    Val::Fixed(word) => {
+                        w.key(name);
+                        word.put(w.out());
+                    }
+                    Val::Members(_) => {
+                        let object = w.object_of(name);
+                        w.enter(object);
+                        ends.push(w.out().position());
+                    }
+                    _ => {
+                        w.key(name);
+                        ends.push(w.out().position());
+                    }
+                }
+            }
+            w.end();
+            if let Some(n) = out.finish() {
+                return Shape {
+                    text: buf[..n].into(),
+                    ends: ends.into(),
+                };
+            }
+            let more = buf.len() * 2;
+            buf.resize(more, 0);
+        }
+    }
+}
