@@ -247,6 +247,8 @@ fn enrich_loop(
 ) -> RunTotals {
     let mut totals = RunTotals::default();
     let mut next_tick = Instant::now();
+    // Write failures (a full disk, a closed pipe) are logged at most once per LOG_EVERY, with a count.
+    let mut failures = Throttled::default();
     let mut published = enricher.stats();
     loop {
         let batch = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -272,7 +274,7 @@ fn enrich_loop(
                 };
                 totals.documents += 1;
                 if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx)) {
-                    eprintln!("podflow-collector: ndjson: {e}");
+                    failures.note(&e);
                 }
             }
             spare.put(records);
@@ -302,6 +304,35 @@ fn enrich_loop(
     totals
 }
 
+/// How often a repeated failure is logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A failure that may repeat for every document: logged once, then once per [`LOG_EVERY`] with the
+/// number of failures in between.
+#[derive(Default)]
+struct Throttled {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttled {
+    /// Counts a failure and logs it when the last log is old enough; true when it logged.
+    fn note(&mut self, e: &dyn std::fmt::Display) -> bool {
+        self.since += 1;
+        let due = self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if due {
+            eprintln!(
+                "podflow-collector: ndjson: {e} ({} failed writes since the last report; documents stay buffered up to {} MiB)",
+                self.since,
+                crate::sinks::ndjson::MAX_PENDING >> 20
+            );
+            self.last = Some(Instant::now());
+            self.since = 0;
+        }
+        due
+    }
+}
+
 fn publish_enrich(
     enricher: &Enricher,
     published: &mut crate::enrich::EnrichStats,
@@ -327,6 +358,14 @@ fn publish_enrich(
 mod tests {
     use super::*;
     use crate::decode::StatsKey;
+
+    #[test]
+    fn a_failure_repeated_for_every_document_is_logged_once_then_counted() {
+        let mut t = Throttled::default();
+        assert!(t.note(&"disk full"), "the first one is logged");
+        assert!(!(0..1000).any(|_| t.note(&"disk full")), "then counted, not logged");
+        assert_eq!(t.since, 1000);
+    }
 
     #[test]
     fn decode_counters_reach_the_metrics_lost_datagrams_included() {
