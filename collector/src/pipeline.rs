@@ -363,7 +363,10 @@ mod tests {
     fn a_failure_repeated_for_every_document_is_logged_once_then_counted() {
         let mut t = Throttled::default();
         assert!(t.note(&"disk full"), "the first one is logged");
-        assert!(!(0..1000).any(|_| t.note(&"disk full")), "then counted, not logged");
+        assert!(
+            !(0..1000).any(|_| t.note(&"disk full")),
+            "then counted, not logged"
+        );
         assert_eq!(t.since, 1000);
     }
 
