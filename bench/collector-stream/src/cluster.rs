@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::rng::Rng;
+use podflow_e2e::pcapgen::Rng;
 
 /// A node: its name and InternalIP.
 pub struct Node {

@@ -11,7 +11,6 @@
 mod cluster;
 mod count;
 mod replay;
-mod rng;
 mod stream;
 
 use std::net::SocketAddr;

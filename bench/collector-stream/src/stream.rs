@@ -17,7 +17,7 @@ use podflow_exporter::parse::{Fragment, PacketInfo};
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::rng::Rng;
+use podflow_e2e::pcapgen::Rng;
 
 const MAGIC: &[u8; 8] = b"PFSTRM01";
 

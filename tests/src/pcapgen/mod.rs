@@ -132,6 +132,11 @@ impl Rng {
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    /// A count from 1 up, mostly small with a long tail (about geometric with the given mean).
+    pub fn count(&mut self, mean: u64) -> u64 {
+        1 + (-(1.0 - self.unit()).ln() * mean as f64) as u64
+    }
 }
 
 /// Counters of one class of flows (or of all of them).
