@@ -24,7 +24,7 @@ use podflow_collector::k8s::{
 use podflow_collector::metrics::{self, Metrics};
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
-use podflow_collector::sinks::ndjson::{NdjsonArgs, NdjsonSink};
+use podflow_collector::sinks::ndjson::NdjsonArgs;
 
 /// podflow's collector: receives IPFIX and NetFlow v9/v5 over UDP from podflow's probes and any other
 /// exporter, joins Service NAT, attributes every endpoint to its pod, workload, Service and node at the
@@ -188,10 +188,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("listening on udp {addr}")),
         }
     }
-    let sink = match a.ndjson.target() {
-        Some(t) => Some(NdjsonSink::open(t).context("opening the NDJSON output")?),
-        None => None,
-    };
+    let sink = a.ndjson.open().context("opening the NDJSON output")?;
     if sink.is_none() {
         eprintln!(
             "podflow-collector: warning: no sink configured (--ndjson): flows are decoded and counted only"

@@ -75,18 +75,51 @@ fn writes_a_file_and_appends_after_a_restart() {
 }
 
 #[test]
-fn writes_once_the_buffer_passes_its_threshold() {
+fn writes_once_the_buffer_passes_its_threshold_up_to_a_boundary_in_the_file() {
     let path = tmp("threshold.ndjson");
+    // A file that already holds a document: boundaries count from the file's start, not the sink's.
+    let mut before = Vec::new();
+    encode_batch(&flows()[..1], &common::ctx(), &mut before);
+    std::fs::write(&path, &before).unwrap();
     let mut sink = NdjsonSink::open(Target::File(path.clone())).unwrap();
     let batch: Vec<EnrichedFlow> = (0..64).map(|_| common::tcp_biflow_nat()).collect();
     let mut writes = 0;
-    while std::fs::metadata(&path).unwrap().len() == 0 {
+    while std::fs::metadata(&path).unwrap().len() == before.len() as u64 {
         sink.write(&batch, &common::ctx()).unwrap();
         writes += 1;
         assert!(writes * 64 * 1000 < FLUSH_AT * 4, "never wrote");
     }
-    assert_eq!(sink.pending_bytes(), 0);
-    assert_eq!(documents(&std::fs::read(&path).unwrap()), writes * 64);
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(len % FLUSH_AT as u64, 0, "the write ends on a boundary");
+    assert!(sink.pending_bytes() > 0, "the rest of the last document waits");
+    assert!(sink.pending_bytes() < 64 * 2000, "{}", sink.pending_bytes());
+    // Documents count as written once whole in the file.
+    let whole = std::fs::read(&path)
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64;
+    assert_eq!(sink.written_documents() + 1, whole);
+    sink.finish().unwrap();
+    assert_eq!(documents(&std::fs::read(&path).unwrap()), writes * 64 + 1);
+}
+
+#[test]
+fn the_page_cache_window_leaves_the_output_whole() {
+    // Enough output for the window to start writeback and drop ranges several times over.
+    let path = tmp("window.ndjson");
+    let mut sink = NdjsonSink::open_keeping(Target::File(path.clone()), 1 << 20).unwrap();
+    let batch: Vec<EnrichedFlow> = (0..1000).map(|_| common::tcp_biflow_nat()).collect();
+    let mut expected = Vec::new();
+    encode_batch(&batch, &common::ctx(), &mut expected);
+    let rounds = (40 << 20) / expected.len() + 1;
+    for _ in 0..rounds {
+        sink.write(&batch, &common::ctx()).unwrap();
+    }
+    sink.finish().unwrap();
+    let written = std::fs::read(&path).unwrap();
+    assert_eq!(written.len(), expected.len() * rounds);
+    assert!(written.chunks(expected.len()).all(|c| c == expected.as_slice()));
 }
 
 #[test]
@@ -206,6 +239,12 @@ fn the_command_line_option() {
         cli.ndjson.target(),
         Some(Target::File("/var/log/flows.ndjson".into()))
     );
+    assert_eq!(
+        cli.ndjson.cache_mib, 64,
+        "the last 64 MiB stay in the page cache by default"
+    );
+    let cli = Cli::try_parse_from(["podflow-collector", "--ndjson", "-", "--ndjson-cache-mib", "0"]).unwrap();
+    assert_eq!(cli.ndjson.cache_mib, 0);
     let cli = Cli::try_parse_from(["podflow-collector"]).unwrap();
     assert_eq!(cli.ndjson.target(), None);
     assert_eq!(Target::Stdout.to_string(), "standard output");

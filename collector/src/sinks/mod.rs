@@ -3,6 +3,8 @@
 //!
 //! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
+//! * [`cache_window`]: keeps a file sink's output from filling the page cache.
 
+pub mod cache_window;
 pub mod ecs;
 pub mod ndjson;
