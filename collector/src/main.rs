@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use podflow_collector::decode::DecoderConfig;
+use podflow_collector::enrich::dedup::DedupConfig;
 use podflow_collector::enrich::{Attributor, NoMetadata};
 use podflow_collector::inspect;
 use podflow_collector::k8s::{
@@ -81,6 +82,19 @@ struct ServeArgs {
     /// How long address history is kept, in seconds (flows are attributed at their own start time).
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     history: u64,
+
+    /// How long a connection reported by one observer (exporter, or sidecar pod) stays its own: a
+    /// record of the same connection from another observer within this many seconds of the owner's
+    /// last record is marked podflow.duplicate, so counters count the connection once.
+    #[arg(long, value_name = "SECONDS", default_value_t = DedupConfig::default().window_ms / 1000)]
+    duplicate_window: u64,
+
+    /// Connections the duplicate table holds (16 octets each; the default, 1048576, is 16 MiB). When
+    /// it is full, the connection quiet for longest in a slot's group gives way
+    /// (podflow_collector_duplicates_untracked_total counts those still within the window).
+    #[arg(long, value_name = "N", default_value_t = DedupConfig::default().max_entries as u64,
+          value_parser = clap::value_parser!(u64).range(4..=1 << 28))]
+    duplicate_entries: u64,
 
     /// orchestrator.cluster.name written into every document.
     #[arg(long, value_name = "NAME")]
@@ -250,6 +264,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         cluster_name: a.cluster_name,
         kubernetes,
+        dedup: DedupConfig {
+            window_ms: a.duplicate_window.saturating_mul(1000),
+            max_entries: usize::try_from(a.duplicate_entries).unwrap_or(usize::MAX),
+        },
         ..PipelineConfig::default()
     };
     let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;

@@ -38,6 +38,8 @@ pub struct State {
     pub enrichment_misses: u64,
     /// Flows marked duplicate (seen by a second observer).
     pub duplicates: u64,
+    /// Connections the full duplicate table forgot within their window.
+    pub duplicates_untracked: u64,
     /// NAT event records consumed.
     pub nat_events: u64,
     /// Documents written, by sink.
@@ -158,6 +160,13 @@ impl Metrics {
             "counter",
             "Flows already reported by another observer, counted once.",
             vec![(String::new(), s.duplicates)],
+        );
+        family(
+            &mut o,
+            "podflow_collector_duplicates_untracked_total",
+            "counter",
+            "Connections the full duplicate table forgot within their window (a later report by another observer is not marked); raise --duplicate-entries.",
+            vec![(String::new(), s.duplicates_untracked)],
         );
         family(
             &mut o,

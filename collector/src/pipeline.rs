@@ -17,6 +17,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::decode::{DecodeStats, Decoder, DecoderConfig};
+use crate::enrich::dedup::DedupConfig;
+use crate::enrich::nat::NatConfig;
 use crate::enrich::{Attributor, Enricher};
 use crate::metrics::{Metrics, State};
 use crate::model::{FlowRecord, Protocol};
@@ -45,6 +47,8 @@ pub struct PipelineConfig {
     pub datagram_queue: usize,
     /// Record batches queued for enrichment and sinks.
     pub record_queue: usize,
+    /// The duplicate table's window and size.
+    pub dedup: DedupConfig,
 }
 
 impl Default for PipelineConfig {
@@ -55,6 +59,7 @@ impl Default for PipelineConfig {
             kubernetes: false,
             datagram_queue: 256,
             record_queue: 256,
+            dedup: DedupConfig::default(),
         }
     }
 }
@@ -117,7 +122,7 @@ pub fn run(
     let sink_thread = std::thread::Builder::new().name("enrich".into()).spawn(move || {
         enrich_loop(
             (records_rx, &record_pool),
-            Enricher::default(),
+            Enricher::new(NatConfig::default(), cfg.dedup),
             &*attributor,
             sink,
             ctx_cfg,
@@ -267,7 +272,9 @@ fn enrich_loop(
                 exporter_names: None,
             };
             // Each flow is encoded as soon as it is enriched: collecting them first moved every flow
-            // (some 400 octets) once more, out of cache by the time it was encoded.
+            // (some 400 octets) once more, out of cache by the time it was encoded. Looking up a whole
+            // batch's endpoints first, for their misses to overlap, showed no gain beyond this
+            // machine's noise (bench/COLLECTOR.md).
             for r in records.drain(..) {
                 let Some(flow) = enricher.enrich(r, attributor) else {
                     continue;
@@ -344,6 +351,7 @@ fn publish_enrich(
     let mut m = metrics.lock();
     m.enrichment_misses += now.misses - published.misses;
     m.duplicates += now.duplicates - published.duplicates;
+    m.duplicates_untracked += now.untracked - published.untracked;
     m.nat_events += now.nat_events - published.nat_events;
     m.queue_depth = depth;
     if let Some(s) = sink {

@@ -50,6 +50,8 @@ pub struct EnrichStats {
     pub misses: u64,
     /// Flows marked duplicate.
     pub duplicates: u64,
+    /// Connections the full duplicate table forgot within their window.
+    pub untracked: u64,
 }
 
 /// Enrichment state: NAT translations and connection owners.
@@ -79,7 +81,10 @@ impl Enricher {
 
     /// The counters.
     pub fn stats(&self) -> EnrichStats {
-        self.stats
+        EnrichStats {
+            untracked: self.dedup.untracked,
+            ..self.stats
+        }
     }
 
     /// NAT join counters.

@@ -158,3 +158,20 @@ fn attribution_uses_the_flow_start_time() {
     let f = e.enrich(record("10.0.1.5", 1, "10.0.2.7", 2), &AtTime).unwrap();
     assert_eq!(f.source.unwrap().pod_name.as_deref(), Some("held-then"));
 }
+
+#[test]
+fn connections_a_full_duplicate_table_forgets_are_counted() {
+    // One bucket of four connections, and a window longer than the test.
+    let mut e = Enricher::new(
+        NatConfig::default(),
+        DedupConfig {
+            window_ms: 60_000,
+            max_entries: 4,
+        },
+    );
+    for port in 0..10 {
+        e.enrich(record("10.0.0.1", 40_000 + port, "10.0.0.2", 80), &NoMetadata);
+    }
+    assert_eq!(e.stats().untracked, 6, "ten connections, room for four");
+    assert_eq!(e.stats().flows, 10);
+}
