@@ -6,7 +6,7 @@
 //! writeback, so a fast stream fills memory with gigabytes of dirty pages: the writer is then throttled
 //! and reclaims memory in its own time, and in a container those pages count against its memory limit.
 //! On the development VM, writing 8.5 GB that way cost 4.5 to 11 s of system time; starting writeback
-//! every 8 MiB and dropping what lies 64 MiB behind cost 2.8 s (bench/COLLECTOR.md).
+//! every 8 MiB and dropping what lies 64 MiB behind cost 2.8 to 3.8 s (bench/COLLECTOR.md).
 //!
 //! [`CacheWindow`] does the latter with `posix_fadvise(POSIX_FADV_DONTNEED)`, which on dirty pages
 //! starts their writeback without waiting for it, and on written-back pages drops them. It never waits
