@@ -203,10 +203,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let sink = a.ndjson.open().context("opening the NDJSON output")?;
-    if sink.is_none() {
-        eprintln!(
+    match &sink {
+        Some(s) => eprintln!(
+            "podflow-collector: ndjson: writing to {} ({})",
+            s.target(),
+            s.io_mode()
+        ),
+        None => eprintln!(
             "podflow-collector: warning: no sink configured (--ndjson): flows are decoded and counted only"
-        );
+        ),
     }
     let metrics = Metrics::default();
     if let Some(addr) = a.metrics_listen {

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use podflow_collector::model::EnrichedFlow;
+use podflow_collector::sinks::direct::DirectFile;
 use podflow_collector::sinks::ndjson::{
-    Error, FLUSH_AT, MAX_PENDING, NdjsonArgs, NdjsonSink, Target, encode_batch,
+    Error, FLUSH_AT, Io, MAX_PENDING, NdjsonArgs, NdjsonSink, Target, encode_batch,
 };
 
 fn flows() -> Vec<EnrichedFlow> {
@@ -120,6 +121,109 @@ fn the_page_cache_window_leaves_the_output_whole() {
     let written = std::fs::read(&path).unwrap();
     assert_eq!(written.len(), expected.len() * rounds);
     assert!(written.chunks(expected.len()).all(|c| c == expected.as_slice()));
+}
+
+/// Whether the file system of the tests' scratch directory has direct I/O (ext4 and xfs do; some
+/// overlay and network file systems do not).
+fn has_direct_io() -> bool {
+    let probe = tmp("probe.ndjson");
+    std::fs::write(&probe, b"").unwrap();
+    let ok = DirectFile::open(&probe).is_ok();
+    if !ok {
+        eprintln!(
+            "no direct I/O in {}: only the fallback is checked",
+            probe.display()
+        );
+    }
+    ok
+}
+
+#[test]
+fn direct_io_writes_what_the_page_cache_would_and_only_whole_blocks_go_directly() {
+    let path = tmp("direct.ndjson");
+    // A file that already holds a document: its end is not on a block, so the first write brings it
+    // to one through the page cache.
+    let mut expected = Vec::new();
+    encode_batch(&flows()[..1], &common::ctx(), &mut expected);
+    std::fs::write(&path, &expected).unwrap();
+    let mut sink = NdjsonSink::open_with(Target::File(path.clone()), 1 << 20, Io::Direct).unwrap();
+    let batch: Vec<EnrichedFlow> = (0..1000)
+        .map(|i| [common::tcp_biflow_nat(), common::icmp6_external()][i % 2].clone())
+        .collect();
+    let mut one = Vec::new();
+    encode_batch(&batch, &common::ctx(), &mut one);
+    let rounds = (12 << 20) / one.len() + 1;
+    for round in 0..rounds {
+        sink.write(&batch, &common::ctx()).unwrap();
+        expected.extend_from_slice(&one);
+        if round % 3 == 1 {
+            // A timed flush: the partial block at the end goes through the page cache, and the next
+            // write starts off a block boundary again.
+            sink.flush().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), expected);
+        }
+    }
+    let direct = sink.direct_octets();
+    let mode = sink.io_mode();
+    sink.finish().unwrap();
+    assert!(
+        std::fs::read(&path).unwrap() == expected,
+        "byte for byte what was encoded"
+    );
+    if has_direct_io() {
+        assert_eq!(mode, "direct I/O");
+        assert!(
+            direct > (expected.len() / 2) as u64,
+            "most of the {} octets went directly, not {direct}",
+            expected.len()
+        );
+        assert_eq!(direct % 4096, 0, "whole blocks only");
+    }
+}
+
+#[test]
+fn another_writer_appending_turns_direct_io_off_without_losing_or_overwriting_anything() {
+    let path = tmp("direct-shared.ndjson");
+    let mut sink = NdjsonSink::open_with(Target::File(path.clone()), 1 << 20, Io::Direct).unwrap();
+    let batch: Vec<EnrichedFlow> = (0..1000).map(|_| common::tcp_biflow_nat()).collect();
+    let mut one = Vec::new();
+    encode_batch(&batch, &common::ctx(), &mut one);
+    let mut ours = 0;
+    while std::fs::metadata(&path).unwrap().len() == 0 {
+        sink.write(&batch, &common::ctx()).unwrap();
+        ours += one.len();
+    }
+    // Someone else appends a line: the file no longer ends where the sink thinks.
+    let theirs = b"{\"message\":\"not podflow\"}\n";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(theirs)
+        .unwrap();
+    for _ in 0..((4 * FLUSH_AT) / one.len() + 1) {
+        sink.write(&batch, &common::ctx()).unwrap();
+        ours += one.len();
+    }
+    if has_direct_io() {
+        assert_eq!(
+            sink.io_mode(),
+            "page cache",
+            "the kernel refused the direct write"
+        );
+    }
+    sink.finish().unwrap();
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(
+        file.len(),
+        ours + theirs.len(),
+        "nothing lost, nothing written over"
+    );
+    assert_eq!(
+        file.windows(theirs.len()).filter(|w| *w == theirs).count(),
+        1,
+        "their line is still there"
+    );
 }
 
 #[test]
@@ -243,8 +347,12 @@ fn the_command_line_option() {
         cli.ndjson.cache_mib, 64,
         "the last 64 MiB stay in the page cache by default"
     );
+    assert_eq!(cli.ndjson.io, Io::Direct, "direct I/O by default");
     let cli = Cli::try_parse_from(["podflow-collector", "--ndjson", "-", "--ndjson-cache-mib", "0"]).unwrap();
     assert_eq!(cli.ndjson.cache_mib, 0);
+    let cli = Cli::try_parse_from(["podflow-collector", "--ndjson", "-", "--ndjson-io", "cached"]).unwrap();
+    assert_eq!(cli.ndjson.io, Io::Cached);
+    assert!(Cli::try_parse_from(["podflow-collector", "--ndjson-io", "mmap"]).is_err());
     let cli = Cli::try_parse_from(["podflow-collector"]).unwrap();
     assert_eq!(cli.ndjson.target(), None);
     assert_eq!(Target::Stdout.to_string(), "standard output");

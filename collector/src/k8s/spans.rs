@@ -4,6 +4,7 @@
 use std::hash::Hash;
 
 use foldhash::HashMap;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use crate::model::K8sEndpoint;
@@ -42,10 +43,15 @@ struct Span {
     endpoint: Arc<K8sEndpoint>,
 }
 
+/// The spans of one key. Almost every address has had one holder within the retention window, so the
+/// first span lives in the hash table's own entry: a lookup then reads the entry and no other
+/// allocation (with a span list of its own, that second read missed the cache on most lookups).
+type Spans = SmallVec<[Span; 1]>;
+
 /// Spans by key. foldhash, not SipHash: every flow endpoint is looked up here.
 #[derive(Debug)]
 pub(crate) struct Timeline<K> {
-    map: HashMap<K, Vec<Span>>,
+    map: HashMap<K, Spans>,
 }
 
 impl<K: Hash + Eq + Copy> Timeline<K> {
@@ -127,6 +133,6 @@ impl<K: Hash + Eq + Copy> Timeline<K> {
 
     /// Number of spans held.
     pub(crate) fn len(&self) -> usize {
-        self.map.values().map(Vec::len).sum()
+        self.map.values().map(SmallVec::len).sum()
     }
 }

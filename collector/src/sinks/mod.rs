@@ -4,7 +4,9 @@
 //! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
 //! * [`cache_window`]: keeps a file sink's output from filling the page cache.
+//! * [`direct`]: direct I/O for a file sink's aligned writes.
 
 pub mod cache_window;
+pub mod direct;
 pub mod ecs;
 pub mod ndjson;

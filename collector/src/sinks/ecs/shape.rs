@@ -10,6 +10,7 @@
 
 use std::collections::hash_map::Entry;
 
+use arrayvec::ArrayVec;
 use foldhash::HashMap;
 
 use super::encoder::{Context, Doc, LAYOUT, Val};
@@ -63,8 +64,7 @@ impl Encoder {
         let mut values = Values {
             doc: &doc,
             shape: 0,
-            list: [Val::Absent; NAMES.len()],
-            n: 0,
+            list: ArrayVec::new(),
         };
         for_each_key(&mut values);
         if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&values.shape) {
@@ -76,7 +76,7 @@ impl Encoder {
         };
         let mut out = Cursor::new(buf);
         let mut at = 0;
-        for (&end, &v) in shape.ends.iter().zip(&values.list[..values.n]) {
+        for (&end, &v) in shape.ends.iter().zip(&values.list) {
             out.bytes(shape.text.get(at..end).unwrap_or_default());
             doc.put(v, &mut out);
             at = end;
@@ -90,8 +90,8 @@ impl Encoder {
 struct Values<'d, 'a> {
     doc: &'d Doc<'a>,
     shape: u128,
-    list: [Val<'a>; NAMES.len()],
-    n: usize,
+    /// Not an array of every field: filling 97 slots per document cost more than the values.
+    list: ArrayVec<Val<'a>, { NAMES.len() }>,
 }
 
 impl EachKey for Values<'_, '_> {
@@ -102,11 +102,9 @@ impl EachKey for Values<'_, '_> {
             return;
         }
         self.shape |= 1 << key as usize;
-        if !matches!(v, Val::Fixed(_))
-            && let Some(slot) = self.list.get_mut(self.n)
-        {
-            *slot = v;
-            self.n += 1;
+        if !matches!(v, Val::Fixed(_)) {
+            // Each field is visited once: the list never overflows (and would drop the value if it did).
+            let _ = self.list.try_push(v);
         }
     }
 }
