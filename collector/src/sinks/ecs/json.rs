@@ -81,7 +81,7 @@ impl<'a> Cursor<'a> {
     /// where one of a size known only at run time is a call to `memcpy`); what is past `len` is
     /// overwritten by the next write.
     #[inline(always)]
-    fn padded<const N: usize>(&mut self, s: &[u8; N], len: usize) {
+    pub(crate) fn padded<const N: usize>(&mut self, s: &[u8; N], len: usize) {
         let len = len.min(N);
         match self.buf.get_mut(self.at..self.at + N) {
             Some(d) => {
