@@ -9,29 +9,25 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-/// A short string held inline (Community IDs are 30 characters: `1:` and 28 of base64).
+use arrayvec::ArrayString;
+
+/// A short string held inline (Community IDs are 30 characters: `1:` and 28 of base64). Read back
+/// without checking its UTF-8 again: every document and duplicate lookup reads it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InlineStr {
-    len: u8,
-    buf: [u8; 47],
-}
+pub struct InlineStr(ArrayString<47>);
 
 impl InlineStr {
     /// The empty string.
-    pub const EMPTY: InlineStr = InlineStr { len: 0, buf: [0; 47] };
+    pub const EMPTY: InlineStr = InlineStr(ArrayString::new_const());
 
     /// Copies `s` if it fits in 47 octets.
     pub fn new(s: &str) -> Option<Self> {
-        let len = u8::try_from(s.len()).ok().filter(|&l| l <= 47)?;
-        let mut buf = [0u8; 47];
-        buf[..s.len()].copy_from_slice(s.as_bytes());
-        Some(InlineStr { len, buf })
+        ArrayString::from(s).ok().map(InlineStr)
     }
 
     /// The string.
     pub fn as_str(&self) -> &str {
-        // Built only from a &str, cut at its own length: always valid UTF-8.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+        self.0.as_str()
     }
 }
 
