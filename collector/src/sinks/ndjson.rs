@@ -205,15 +205,16 @@ impl NdjsonSink {
         Self::open_with(target, DEFAULT_KEEP, Io::default())
     }
 
-    /// Opens `target` like [`NdjsonSink::open`], keeping about the last `keep` octets of a file in the
-    /// page cache (0: all, as the kernel decides).
+    /// Opens `target` like [`NdjsonSink::open`], but writing a file through the page cache
+    /// (`--ndjson-io cached`) and keeping about its last `keep` octets there (0: all, as the kernel
+    /// decides).
     pub fn open_keeping(target: Target, keep: u64) -> Result<Self, Error> {
         Self::open_with(target, keep, Io::Cached)
     }
 
-    /// Opens `target`, writing a file as `io` says and keeping about the last `keep` octets written
+    /// Opens `target`, writing a file as `mode` says and keeping about the last `keep` octets written
     /// through the page cache there (0: all, as the kernel decides).
-    pub fn open_with(target: Target, keep: u64, io: Io) -> Result<Self, Error> {
+    pub fn open_with(target: Target, keep: u64, mode: Io) -> Result<Self, Error> {
         let path = match &target {
             Target::Stdout => return Ok(Self::with_writer(target, Box::new(io::stdout()))),
             Target::File(path) => path.clone(),
@@ -236,7 +237,7 @@ impl NdjsonSink {
         } else {
             None
         };
-        let direct = match io {
+        let direct = match mode {
             Io::Direct if meta.is_file() => match DirectFile::open(&path) {
                 Ok(d) => Some(d),
                 Err(e) => {
