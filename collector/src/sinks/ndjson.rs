@@ -96,7 +96,7 @@ pub struct NdjsonArgs {
     /// disk (O_DIRECT), the cheapest way in CPU and memory; a shipper tailing the file reads it from
     /// disk. `cached`: through the page cache, keeping the last --ndjson-cache-mib there for such a
     /// shipper. Where the file system has no direct I/O, `direct` falls back to `cached` (logged).
-    #[arg(long = "ndjson-io", value_name = "MODE", value_enum, default_value_t = Io::Direct)]
+    #[arg(long = "ndjson-io", value_name = "MODE", value_enum, default_value_t = Io::default())]
     pub io: Io,
 }
 
@@ -115,7 +115,7 @@ impl Default for NdjsonArgs {
         NdjsonArgs {
             ndjson: None,
             cache_mib: DEFAULT_KEEP >> 20,
-            io: Io::Direct,
+            io: Io::default(),
         }
     }
 }
@@ -341,10 +341,10 @@ impl NdjsonSink {
             }
             let data = &self.buf[done..upto];
             let at = self.offset + done as u64;
+            let blocks = DirectFile::aligned_prefix(at, data);
             let written = match self.direct.as_mut() {
-                Some(d) if DirectFile::aligned_prefix(at, data) > 0 => {
-                    let n = DirectFile::aligned_prefix(at, data);
-                    match d.write(&data[..n]) {
+                Some(d) if blocks > 0 => {
+                    match d.write(&data[..blocks]) {
                         Ok(n) => {
                             self.direct_octets += n as u64;
                             Ok(n)
