@@ -470,3 +470,32 @@ fn duplicates_and_unknown_protocols() {
     // Protocols without ports have none in the document.
     assert!(doc["source"].get("port").is_none());
 }
+
+/// Flows alike in what the shape encoder guesses a document's shape from, but with different fields:
+/// each document is still written with its own shape (the guess is checked, and written again when
+/// wrong), byte for byte what the field-by-field encoder writes.
+#[test]
+fn shape_guesses_that_miss_write_the_right_document() {
+    use podflow_collector::sinks::ecs::{Encoder, encode_into};
+    let plain = tcp_biflow_nat();
+    // The observer's namespace, and an end before the start (no `event.duration`), are not among the
+    // guess's facts.
+    let mut other = tcp_biflow_nat();
+    other.record.observer.pod_namespace = None;
+    let mut third = tcp_biflow_nat();
+    third.record.end_ms = third.record.start_ms - 1;
+    let ctx = ctx();
+    let mut encoder = Encoder::new();
+    let (mut want, mut got) = (vec![0u8; 1 << 14], vec![0u8; 1 << 14]);
+    for flow in [&plain, &other, &plain, &third, &other, &third, &third] {
+        let n = encode_into(flow, &ctx, &mut want).unwrap();
+        let m = encoder.encode_into(flow, &ctx, &mut got).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&got[..m]).unwrap(),
+            std::str::from_utf8(&want[..n]).unwrap()
+        );
+    }
+    assert_eq!(encoder.shapes(), 3);
+    // Every change of shape under the same guess was caught; the last flow repeated its shape.
+    assert_eq!(encoder.misses(), 5);
+}

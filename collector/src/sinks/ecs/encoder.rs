@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::LocalKey;
 
 use super::fields::{ECS_VERSION, EachKey, Key, NAMES, for_each_key};
-use super::json::{self, Cursor, DateText, IpText, Layout, MAX_DATE_MS, ObjectWriter, Word};
+use super::json::{self, Cursor, DateText, IpText, Layout, LongText, MAX_DATE_MS, ObjectWriter, Word};
 use crate::model::{Counters, EnrichedFlow, FlowRecord, K8sEndpoint, NatEndpoint};
 
 /// What the encoder needs besides the flow.
@@ -161,11 +161,21 @@ enum Side {
     Destination,
 }
 
+impl Side {
+    /// The endpoint's port, octets and packets in [`Doc::longs`].
+    fn longs(self) -> [usize; 3] {
+        match self {
+            Side::Source => [0, 1, 2],
+            Side::Destination => [3, 4, 5],
+        }
+    }
+}
+
 /// One endpoint as the document shows it.
 #[derive(Clone, Copy)]
 struct Endpoint {
+    side: Side,
     ip: IpAddr,
-    port: u16,
     sent: Option<Counters>,
     nat: Option<NatEndpoint>,
 }
@@ -187,6 +197,9 @@ pub(super) struct Doc<'a> {
     /// The addresses as text: each is written several times (address, ip, client or server, related).
     src_text: IpText,
     dst_text: IpText,
+    /// The source's port, octets and packets, then the destination's, as text: each is written again
+    /// under `client` or `server`.
+    longs: [LongText; 6],
 }
 
 impl<'a> Doc<'a> {
@@ -226,20 +239,34 @@ impl<'a> Doc<'a> {
             dst_nat,
             src_text: IpText::new(r.src),
             dst_text: IpText::new(r.dst),
+            longs: {
+                let reverse = |get: fn(&Counters) -> u64| {
+                    r.reverse
+                        .map_or_else(LongText::default, |c| LongText::new(get(&c)))
+                };
+                [
+                    LongText::new(u64::from(r.sport)),
+                    LongText::new(r.forward.octets),
+                    LongText::new(r.forward.packets),
+                    LongText::new(u64::from(r.dport)),
+                    reverse(|c| c.octets),
+                    reverse(|c| c.packets),
+                ]
+            },
         }
     }
 
     fn endpoint(&self, side: Side) -> Endpoint {
         match side {
             Side::Source => Endpoint {
+                side,
                 ip: self.r.src,
-                port: self.r.sport,
                 sent: Some(self.r.forward),
                 nat: self.src_nat,
             },
             Side::Destination => Endpoint {
+                side,
                 ip: self.r.dst,
-                port: self.r.dport,
                 sent: self.r.reverse,
                 nat: self.dst_nat,
             },
@@ -353,14 +380,14 @@ impl<'a> Doc<'a> {
             }
             Key::SourceIp => opt_ip(Some(r.src)),
             Key::SourcePort => self.port(Some(self.endpoint(Side::Source))),
-            Key::SourceBytes => opt_long(Some(r.forward.octets)),
-            Key::SourcePackets => opt_long(Some(r.forward.packets)),
+            Key::SourceBytes => self.sent(Some(self.endpoint(Side::Source)), 1),
+            Key::SourcePackets => self.sent(Some(self.endpoint(Side::Source)), 2),
             Key::SourceNatIp => opt_ip(self.src_nat.and_then(|n| n.ip)),
             Key::SourceNatPort => opt_long(self.src_nat.and_then(|n| n.port).map(u64::from)),
             Key::DestinationIp => opt_ip(Some(r.dst)),
             Key::DestinationPort => self.port(Some(self.endpoint(Side::Destination))),
-            Key::DestinationBytes => opt_long(r.reverse.map(|c| c.octets)),
-            Key::DestinationPackets => opt_long(r.reverse.map(|c| c.packets)),
+            Key::DestinationBytes => self.sent(Some(self.endpoint(Side::Destination)), 1),
+            Key::DestinationPackets => self.sent(Some(self.endpoint(Side::Destination)), 2),
             Key::DestinationNatIp => opt_ip(self.dst_nat.and_then(|n| n.ip)),
             Key::DestinationNatPort => opt_long(self.dst_nat.and_then(|n| n.port).map(u64::from)),
 
@@ -385,14 +412,14 @@ impl<'a> Doc<'a> {
 
             Key::ClientIp => opt_ip(self.client().map(|e| e.ip)),
             Key::ClientPort => self.port(self.client()),
-            Key::ClientBytes => opt_long(self.client().and_then(|e| e.sent).map(|c| c.octets)),
-            Key::ClientPackets => opt_long(self.client().and_then(|e| e.sent).map(|c| c.packets)),
+            Key::ClientBytes => self.sent(self.client(), 1),
+            Key::ClientPackets => self.sent(self.client(), 2),
             Key::ClientNatIp => opt_ip(self.client().and_then(|e| e.nat?.ip)),
             Key::ClientNatPort => opt_long(self.client().and_then(|e| e.nat?.port).map(u64::from)),
             Key::ServerIp => opt_ip(self.server().map(|e| e.ip)),
             Key::ServerPort => self.port(self.server()),
-            Key::ServerBytes => opt_long(self.server().and_then(|e| e.sent).map(|c| c.octets)),
-            Key::ServerPackets => opt_long(self.server().and_then(|e| e.sent).map(|c| c.packets)),
+            Key::ServerBytes => self.sent(self.server(), 1),
+            Key::ServerPackets => self.sent(self.server(), 2),
             Key::ServerNatIp => opt_ip(self.server().and_then(|e| e.nat?.ip)),
             Key::ServerNatPort => opt_long(self.server().and_then(|e| e.nat?.port).map(u64::from)),
 
@@ -462,6 +489,34 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// A few facts of the flow that decide most of its shape (which fields it has): the shape encoder
+    /// guesses a document's shape from those of earlier documents with the same hint.
+    pub(super) fn hint(&self) -> u64 {
+        let (r, f) = (self.r, self.flow);
+        let bit = |yes: bool, at: u32| u64::from(yes) << at;
+        u64::from(r.proto)
+            | bit(r.src.is_ipv4(), 8)
+            | bit(f.source.is_some(), 9)
+            | bit(f.destination.is_some(), 10)
+            | bit(f.backend.is_some(), 11)
+            | bit(f.backend_addr.is_some(), 12)
+            | bit(r.reverse.is_some(), 13)
+            | u64::from(r.biflow_direction.unwrap_or(3).min(3)) << 14
+            | bit(r.end_reason.is_some(), 16)
+            | bit(self.src_nat.is_some(), 17)
+            | bit(self.dst_nat.is_some(), 18)
+            | bit(self.start_ms.is_some(), 19)
+            | bit(self.end_ms.is_some(), 20)
+            | bit(self.end_ms == Some(self.timestamp_ms), 21)
+            | bit(r.icmp_type_code.is_some(), 22)
+            | bit(r.observer.pod_name.is_some(), 23)
+            | bit(r.observer.node_name.is_some(), 24)
+            | bit(r.post_nat_community_id.is_some(), 25)
+            | bit(r.nat_event.is_some(), 26)
+            | bit(r.conntrack_id.is_some(), 27)
+            | bit(r.conntrack_mark.is_some(), 28)
+    }
+
     fn address(&self, key: Key) -> Option<IpAddr> {
         match key {
             Key::SourceAddress => Some(self.r.src),
@@ -483,8 +538,16 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// An endpoint's port, from its text.
     fn port(&self, e: Option<Endpoint>) -> Val<'a> {
-        opt_long(e.filter(|_| self.has_ports).map(|e| u64::from(e.port)))
+        e.filter(|_| self.has_ports)
+            .map_or(Val::Absent, |e| Val::Long(e.side.longs()[0]))
+    }
+
+    /// An endpoint's octets (`which` 1) or packets (2) sent, from their text.
+    fn sent(&self, e: Option<Endpoint>, which: usize) -> Val<'a> {
+        e.filter(|e| e.sent.is_some())
+            .map_or(Val::Absent, |e| Val::Long(e.side.longs()[which]))
     }
 
     /// Writes field `key` with `w`, if the flow has a value for it.
@@ -506,11 +569,22 @@ impl<'a> Doc<'a> {
     }
 
     /// Writes a value (not [`Val::Absent`], and [`Val::Members`] after its object is entered).
-    pub(super) fn put(&self, v: Val<'_>, out: &mut Cursor<'_>) {
+    fn put(&self, v: Val<'_>, out: &mut Cursor<'_>) {
+        self.put_inline(v, out);
+    }
+
+    /// [`Doc::put`], inlined where the shape encoder writes a field whose kind of value is known.
+    #[inline(always)]
+    pub(super) fn put_inline(&self, v: Val<'_>, out: &mut Cursor<'_>) {
         match v {
             Val::Absent => {}
             Val::Fixed(word) | Val::Word(word) => word.put(out),
-            Val::Long(n) => json::long(out, n),
+            Val::Number(n) => json::long(out, n),
+            Val::Long(i) => {
+                if let Some(text) = self.longs.get(i) {
+                    text.put(out);
+                }
+            }
             Val::DecimalString(n) => json::decimal_string(out, n),
             Val::Str(text) => json::string(out, text),
             Val::Ip(ip) => self.put_ip(out, ip),
@@ -525,6 +599,19 @@ impl<'a> Doc<'a> {
             Val::Created => cached_date(&CREATED, self.ctx.created_ms.min(MAX_DATE_MS)).put(out),
             Val::Exported(ms) => cached_date(&EXPORTED, ms).put(out),
             Val::Members(text) => out.bytes(text),
+            // Most flows: no translation, two addresses.
+            Val::Related
+                if self.src_nat.is_none()
+                    && self.dst_nat.is_none()
+                    && self.flow.backend_addr.is_none()
+                    && self.r.src != self.r.dst =>
+            {
+                out.byte(b'[');
+                self.src_text.put(out);
+                out.byte(b',');
+                self.dst_text.put(out);
+                out.byte(b']');
+            }
             Val::Related => {
                 let (ips, n) = self.related_ips();
                 out.byte(b'[');
@@ -550,7 +637,9 @@ pub(super) enum Val<'a> {
     /// One of the encoder's words.
     Word(&'static Word),
     /// A JSON number.
-    Long(u64),
+    Number(u64),
+    /// A JSON number the document holds as text ([`Doc::longs`]).
+    Long(usize),
     /// Decimal digits as a JSON string.
     DecimalString(u64),
     /// A string, escaped as it is written.
@@ -574,7 +663,7 @@ pub(super) enum Val<'a> {
 }
 
 fn opt_long<'a>(v: Option<u64>) -> Val<'a> {
-    v.map_or(Val::Absent, Val::Long)
+    v.map_or(Val::Absent, Val::Number)
 }
 
 fn opt_str(v: Option<&str>) -> Val<'_> {

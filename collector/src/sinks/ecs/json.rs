@@ -592,6 +592,29 @@ pub(crate) fn decimal_string(out: &mut Cursor<'_>, n: u64) {
     out.byte(b'"');
 }
 
+/// A JSON number (a [`long`]), formatted once to be written several times.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct LongText {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl LongText {
+    /// `n` as text, clamped as [`long`] clamps it.
+    pub(crate) fn new(n: u64) -> LongText {
+        let mut bytes = [0u8; 24];
+        // At most 19 digits: always fits.
+        let len = put_number(&mut bytes, n.min(i64::MAX as u64));
+        LongText { bytes, len }
+    }
+
+    /// Writes the text.
+    #[inline(always)]
+    pub(crate) fn put(&self, out: &mut Cursor<'_>) {
+        out.padded(&self.bytes, self.len);
+    }
+}
+
 /// An address as a JSON string, quotes included, formatted once to be written several times.
 #[derive(Clone, Copy)]
 pub(crate) struct IpText {
@@ -718,29 +741,49 @@ pub(crate) fn ip(out: &mut Cursor<'_>, ip: IpAddr) {
 pub(crate) fn date(out: &mut Cursor<'_>, ms: u64) {
     let ms = ms.min(MAX_DATE_MS);
     let secs = ms / 1000;
-    let days = secs / 86_400;
     let sod = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
     // The digits are stored into the template where they go.
     if let Some(b) = out.room(26) {
         b.copy_from_slice(b"\"0000-00-00T00:00:00.000Z\"");
-        put_digits(&mut b[1..5], y);
-        put_digits(&mut b[6..8], m);
-        put_digits(&mut b[9..11], d);
-        put_digits(&mut b[12..14], sod / 3600);
-        put_digits(&mut b[15..17], sod / 60 % 60);
-        put_digits(&mut b[18..20], sod % 60);
-        put_digits(&mut b[21..24], ms % 1000);
+        // A stream's dates fall on a few days: the calendar's arithmetic is done once per day.
+        let day = DAY.with(|c| match c.get() {
+            (days, Some(text)) if days == secs / 86_400 => text,
+            _ => {
+                let days = secs / 86_400;
+                let (y, m, d) = civil_from_days(days);
+                let mut text = *b"0000-00-00";
+                put_pair(&mut text[0..2], y / 100);
+                put_pair(&mut text[2..4], y % 100);
+                put_pair(&mut text[5..7], m);
+                put_pair(&mut text[8..10], d);
+                c.set((days, Some(text)));
+                text
+            }
+        });
+        if let Some(d) = b.get_mut(1..11) {
+            d.copy_from_slice(&day);
+        }
+        put_pair(&mut b[12..14], sod / 3600);
+        put_pair(&mut b[15..17], sod / 60 % 60);
+        put_pair(&mut b[18..20], sod % 60);
+        put_pair(&mut b[21..23], ms % 1000 / 10);
+        b[23] = b'0' + (ms % 10) as u8;
         out.advance(26);
     }
 }
 
-/// Writes `n` as zero-padded decimal digits filling `dst`.
-fn put_digits(dst: &mut [u8], mut n: u64) {
-    for slot in dst.iter_mut().rev() {
-        // n % 10 < 10: the cast cannot truncate.
-        *slot = b'0' + (n % 10) as u8;
-        n /= 10;
+thread_local! {
+    /// The last day [`date`] wrote (days since the epoch), as `YYYY-MM-DD`.
+    static DAY: std::cell::Cell<(u64, Option<[u8; 10]>)> = const { std::cell::Cell::new((u64::MAX, None)) };
+}
+
+/// Writes `n` (below 100) as two digits into `dst` (two octets).
+#[inline(always)]
+fn put_pair(dst: &mut [u8], n: u64) {
+    // n % 100 < 100: the index is within the table.
+    let p = (n % 100) as usize * 2;
+    if let (Some(d), Some(s)) = (dst.get_mut(..2), PAIRS.get(p..p + 2)) {
+        d.copy_from_slice(s);
     }
 }
 
@@ -874,6 +917,21 @@ mod tests {
         );
         assert_eq!(text(|o| date(o, MAX_DATE_MS)), "\"9999-12-31T23:59:59.999Z\"");
         assert_eq!(text(|o| date(o, u64::MAX)), "\"9999-12-31T23:59:59.999Z\"");
+        // Back to a day written before, and another time on it (the day's text is kept between calls).
+        for _ in 0..2 {
+            assert_eq!(
+                text(|o| date(o, 1_714_568_399_124)),
+                "\"2024-05-01T12:59:59.124Z\""
+            );
+        }
+        assert_eq!(
+            text(|o| date(o, 1_714_521_600_000)),
+            "\"2024-05-01T00:00:00.000Z\""
+        );
+        assert_eq!(
+            text(|o| date(o, 1_714_521_599_999)),
+            "\"2024-04-30T23:59:59.999Z\""
+        );
     }
 
     #[test]
@@ -915,8 +973,10 @@ mod tests {
         for n in [1, 9, 10, 99, 100, 65_535, 1_000_000_007, i64::MAX as u64 - 1] {
             assert_eq!(text(|o| long(o, n)), n.to_string());
             assert_eq!(text(|o| decimal_string(o, n)), format!("\"{n}\""));
+            assert_eq!(text(|o| LongText::new(n).put(o)), n.to_string());
         }
         assert_eq!(text(|o| long(o, u64::MAX)), i64::MAX.to_string());
+        assert_eq!(text(|o| LongText::new(u64::MAX).put(o)), i64::MAX.to_string());
         assert_eq!(text(|o| decimal_string(o, 58)), "\"58\"");
         assert_eq!(text(|o| ip(o, "fe80::1".parse().unwrap())), "\"fe80::1\"");
         assert_eq!(

@@ -10,7 +10,6 @@
 
 use std::collections::hash_map::Entry;
 
-use arrayvec::ArrayVec;
 use foldhash::HashMap;
 
 use super::encoder::{Context, Doc, LAYOUT, Val};
@@ -26,21 +25,39 @@ const _: () = assert!(NAMES.len() <= 128, "a shape is a u128: at most 128 fields
 
 /// An ECS encoder that remembers the shapes of the documents it wrote. Writes exactly what
 /// [`encode_into`](super::encode_into) writes (a property test holds them equal).
+///
+/// A document is written in one pass over the fields, each value straight after the shape's text before
+/// it, with the shape guessed from a few facts of the flow (its protocol, which endpoints are
+/// attributed, which optional parts it has: [`Doc::hint`]). The pass works out the document's real shape
+/// as it goes; when the guess was wrong (two flows alike in those facts and different in some other
+/// field), the document is written again with the real one, which is then the guess for such flows.
 #[derive(Default)]
 pub struct Encoder {
-    shapes: HashMap<u128, Shape>,
+    /// Known shapes, by their bits, as indexes into `texts`.
+    shapes: HashMap<u128, usize>,
+    texts: Vec<Shape>,
+    /// `(hint, index into texts)` of the last document of each hint, by the hint's hash.
+    guesses: Vec<Option<(u64, usize)>>,
+    /// Documents written again because their guessed shape was wrong.
+    misses: u64,
 }
+
+/// Slots of the guess table (a power of two).
+const GUESSES: usize = 256;
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder")
             .field("shapes", &self.shapes.len())
+            .field("misses", &self.misses)
             .finish()
     }
 }
 
 /// The text of one shape, and where its values go in it.
 struct Shape {
+    /// The shape's bits.
+    bits: u128,
     /// The text, followed by [`PAD`] zero octets so that any piece of it can be copied in a block of
     /// fixed size.
     text: Box<[u8]>,
@@ -86,54 +103,132 @@ impl Encoder {
         self.shapes.len()
     }
 
+    /// Documents written twice because the shape guessed for them was not theirs.
+    pub fn misses(&self) -> u64 {
+        self.misses
+    }
+
     /// Writes the ECS document of `flow` at the start of `buf` and returns its length, or `None` when it
     /// does not fit; as [`encode_into`](super::encode_into).
     pub fn encode_into(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>, buf: &mut [u8]) -> Option<usize> {
         let doc = Doc::new(flow, ctx);
-        let mut values = Values {
-            doc: &doc,
-            shape: 0,
-            list: ArrayVec::new(),
+        let hint = doc.hint();
+        // The hint's bits are few and clustered: a multiplication spreads them over the slot index.
+        let slot = (hint.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % GUESSES;
+        if self.guesses.is_empty() {
+            self.guesses = vec![None; GUESSES];
+        }
+        let guess = match self.guesses.get(slot) {
+            Some(&Some((h, index))) if h == hint => self.texts.get(index),
+            _ => None,
         };
-        for_each_key(&mut values);
-        if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&values.shape) {
+        let bits = match guess {
+            Some(shape) => match write(&doc, shape, buf) {
+                Written::Done(n) => return n,
+                Written::Other(bits) => {
+                    self.misses += 1;
+                    bits
+                }
+            },
+            None => {
+                let mut only = Bits { doc: &doc, bits: 0 };
+                for_each_key(&mut only);
+                only.bits
+            }
+        };
+        if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&bits) {
             self.shapes.clear();
+            self.texts.clear();
+            self.guesses.iter_mut().for_each(|g| *g = None);
         }
-        let shape = match self.shapes.entry(values.shape) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Shape::new(&doc, values.shape)),
+        let index = match self.shapes.entry(bits) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                self.texts.push(Shape::new(&doc, bits));
+                *e.insert(self.texts.len() - 1)
+            }
         };
-        let mut out = Cursor::new(buf);
-        let mut at = 0;
-        for (&end, &v) in shape.ends.iter().zip(&values.list) {
-            shape.put(&mut out, at, end);
-            doc.put(v, &mut out);
-            at = end;
+        if let Some(g) = self.guesses.get_mut(slot) {
+            *g = Some((hint, index));
         }
-        shape.put(&mut out, at, shape.len);
-        out.finish()
+        match self.texts.get(index).map(|shape| write(&doc, shape, buf)) {
+            Some(Written::Done(n)) => n,
+            // The document's own shape always fits it: never reached.
+            _ => None,
+        }
     }
 }
 
-/// A document's shape and the values its shape does not hold, in table order.
-struct Values<'d, 'a> {
-    doc: &'d Doc<'a>,
-    shape: u128,
-    /// Not an array of every field: filling 97 slots per document cost more than the values.
-    list: ArrayVec<Val<'a>, { NAMES.len() }>,
+/// What [`write`] did.
+enum Written {
+    /// The document, or `None` when it did not fit the buffer.
+    Done(Option<usize>),
+    /// The document's shape is not the one it was written with: these are its bits.
+    Other(u128),
 }
 
-impl EachKey for Values<'_, '_> {
+/// Writes `doc` in `shape`, each value as it is worked out.
+fn write(doc: &Doc<'_>, shape: &Shape, buf: &mut [u8]) -> Written {
+    let mut w = Fused {
+        doc,
+        shape,
+        out: Cursor::new(buf),
+        bits: 0,
+        values: 0,
+        at: 0,
+    };
+    for_each_key(&mut w);
+    if w.bits != shape.bits || w.values != shape.ends.len() {
+        return Written::Other(w.bits);
+    }
+    shape.put(&mut w.out, w.at, shape.len);
+    Written::Done(w.out.finish())
+}
+
+/// Writes each value after the shape's text before it, and notes which fields the document has.
+struct Fused<'d, 'a, 's, 'b> {
+    doc: &'d Doc<'a>,
+    shape: &'s Shape,
+    out: Cursor<'b>,
+    bits: u128,
+    /// Values met so far (fixed ones, which the shape's text holds, not counted).
+    values: usize,
+    /// Where the shape's text written so far ends.
+    at: usize,
+}
+
+impl EachKey for Fused<'_, '_, '_, '_> {
     #[inline(always)]
     fn field(&mut self, key: Key) {
         let v = self.doc.value(key);
         if matches!(v, Val::Absent) {
             return;
         }
-        self.shape |= 1 << key as usize;
-        if !matches!(v, Val::Fixed(_)) {
-            // Each field is visited once: the list never overflows (and would drop the value if it did).
-            let _ = self.list.try_push(v);
+        self.bits |= 1 << key as usize;
+        if matches!(v, Val::Fixed(_)) {
+            return;
+        }
+        // Past the shape's last value the guess was wrong: the rest only counts.
+        if let Some(&end) = self.shape.ends.get(self.values) {
+            self.shape.put(&mut self.out, self.at, end);
+            self.doc.put_inline(v, &mut self.out);
+            self.at = end;
+        }
+        self.values += 1;
+    }
+}
+
+/// Works out a document's shape without writing it.
+struct Bits<'d, 'a> {
+    doc: &'d Doc<'a>,
+    bits: u128,
+}
+
+impl EachKey for Bits<'_, '_> {
+    #[inline(always)]
+    fn field(&mut self, key: Key) {
+        if !matches!(self.doc.value(key), Val::Absent) {
+            self.bits |= 1 << key as usize;
         }
     }
 }
@@ -173,6 +268,7 @@ impl Shape {
                 let mut text = buf[..n].to_vec();
                 text.resize(n + PAD, 0);
                 return Shape {
+                    bits: shape,
                     text: text.into(),
                     len: n,
                     ends: ends.into(),
