@@ -182,8 +182,17 @@ pub enum EndpointKind {
 }
 
 /// The Kubernetes identity of a flow endpoint at the flow's time.
+///
+/// Laid out in declaration order, the sinks' text first: in an `Arc`, the reference count that every
+/// attribution increments and the pointer to the text every document copies then share a cache line
+/// (often the only two lines of the endpoint a flow touches besides the text itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct K8sEndpoint {
+    /// This endpoint as a sink writes it, made by the sink on first use: every flow of every answer
+    /// about this object version shares the `Arc`, so each endpoint is formatted (and its strings
+    /// escaped) once rather than once per flow. Not part of the value (ignored by `==`).
+    pub encoded: Encoded,
     /// What holds the address.
     pub kind: EndpointKind,
     /// Namespace (empty for nodes).
@@ -202,10 +211,6 @@ pub struct K8sEndpoint {
     pub node_name: Option<Arc<str>>,
     /// Labels of the pod (or Service, node).
     pub labels: Arc<[(Arc<str>, Arc<str>)]>,
-    /// This endpoint as a sink writes it, made by the sink on first use: every flow of every answer
-    /// about this object version shares the `Arc`, so each endpoint is formatted (and its strings
-    /// escaped) once rather than once per flow. Not part of the value (ignored by `==`).
-    pub encoded: Encoded,
 }
 
 /// Text a sink made of a value once, to copy into every document that holds the value. A cache, so
