@@ -143,6 +143,14 @@ impl Enricher {
         })
     }
 
+    /// Starts fetching what [`Enricher::enrich`] will look at for `record`, which comes a little later:
+    /// its duplicate-table bucket, when the record carries its Community ID (that of most records).
+    pub fn prefetch(&self, record: &FlowRecord) {
+        if let Some(c) = &record.community_id {
+            self.dedup.prefetch(c);
+        }
+    }
+
     /// Forgets NAT translations past their window (the duplicate table overwrites its stale entries in
     /// place and needs no sweep).
     pub fn expire(&mut self, now: u64) {
