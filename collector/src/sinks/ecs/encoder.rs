@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::thread::LocalKey;
 
 use super::fields::{ECS_VERSION, EachKey, Key, NAMES, for_each_key};
-use super::json::{self, Cursor, DateText, IpText, Layout, LongText, MAX_DATE_MS, ObjectWriter, Word};
+use super::json::{self, Cursor, DateText, IpText, Layout, MAX_DATE_MS, ObjectWriter, Word};
 use crate::model::{Counters, EnrichedFlow, FlowRecord, K8sEndpoint, NatEndpoint};
 
 /// What the encoder needs besides the flow.
@@ -161,21 +161,11 @@ enum Side {
     Destination,
 }
 
-impl Side {
-    /// The endpoint's port, octets and packets in [`Doc::longs`].
-    fn longs(self) -> [usize; 3] {
-        match self {
-            Side::Source => [0, 1, 2],
-            Side::Destination => [3, 4, 5],
-        }
-    }
-}
-
 /// One endpoint as the document shows it.
 #[derive(Clone, Copy)]
 struct Endpoint {
-    side: Side,
     ip: IpAddr,
+    port: u16,
     sent: Option<Counters>,
     nat: Option<NatEndpoint>,
 }
@@ -197,9 +187,6 @@ pub(super) struct Doc<'a> {
     /// The addresses as text: each is written several times (address, ip, client or server, related).
     src_text: IpText,
     dst_text: IpText,
-    /// The source's port, octets and packets, then the destination's, as text: each is written again
-    /// under `client` or `server`.
-    longs: [LongText; 6],
 }
 
 impl<'a> Doc<'a> {
@@ -239,34 +226,20 @@ impl<'a> Doc<'a> {
             dst_nat,
             src_text: IpText::new(r.src),
             dst_text: IpText::new(r.dst),
-            longs: {
-                let reverse = |get: fn(&Counters) -> u64| {
-                    r.reverse
-                        .map_or_else(LongText::default, |c| LongText::new(get(&c)))
-                };
-                [
-                    LongText::new(u64::from(r.sport)),
-                    LongText::new(r.forward.octets),
-                    LongText::new(r.forward.packets),
-                    LongText::new(u64::from(r.dport)),
-                    reverse(|c| c.octets),
-                    reverse(|c| c.packets),
-                ]
-            },
         }
     }
 
     fn endpoint(&self, side: Side) -> Endpoint {
         match side {
             Side::Source => Endpoint {
-                side,
                 ip: self.r.src,
+                port: self.r.sport,
                 sent: Some(self.r.forward),
                 nat: self.src_nat,
             },
             Side::Destination => Endpoint {
-                side,
                 ip: self.r.dst,
+                port: self.r.dport,
                 sent: self.r.reverse,
                 nat: self.dst_nat,
             },
@@ -380,14 +353,14 @@ impl<'a> Doc<'a> {
             }
             Key::SourceIp => opt_ip(Some(r.src)),
             Key::SourcePort => self.port(Some(self.endpoint(Side::Source))),
-            Key::SourceBytes => self.sent(Some(self.endpoint(Side::Source)), 1),
-            Key::SourcePackets => self.sent(Some(self.endpoint(Side::Source)), 2),
+            Key::SourceBytes => opt_long(Some(r.forward.octets)),
+            Key::SourcePackets => opt_long(Some(r.forward.packets)),
             Key::SourceNatIp => opt_ip(self.src_nat.and_then(|n| n.ip)),
             Key::SourceNatPort => opt_long(self.src_nat.and_then(|n| n.port).map(u64::from)),
             Key::DestinationIp => opt_ip(Some(r.dst)),
             Key::DestinationPort => self.port(Some(self.endpoint(Side::Destination))),
-            Key::DestinationBytes => self.sent(Some(self.endpoint(Side::Destination)), 1),
-            Key::DestinationPackets => self.sent(Some(self.endpoint(Side::Destination)), 2),
+            Key::DestinationBytes => opt_long(r.reverse.map(|c| c.octets)),
+            Key::DestinationPackets => opt_long(r.reverse.map(|c| c.packets)),
             Key::DestinationNatIp => opt_ip(self.dst_nat.and_then(|n| n.ip)),
             Key::DestinationNatPort => opt_long(self.dst_nat.and_then(|n| n.port).map(u64::from)),
 
@@ -412,14 +385,14 @@ impl<'a> Doc<'a> {
 
             Key::ClientIp => opt_ip(self.client().map(|e| e.ip)),
             Key::ClientPort => self.port(self.client()),
-            Key::ClientBytes => self.sent(self.client(), 1),
-            Key::ClientPackets => self.sent(self.client(), 2),
+            Key::ClientBytes => opt_long(self.client().and_then(|e| e.sent).map(|c| c.octets)),
+            Key::ClientPackets => opt_long(self.client().and_then(|e| e.sent).map(|c| c.packets)),
             Key::ClientNatIp => opt_ip(self.client().and_then(|e| e.nat?.ip)),
             Key::ClientNatPort => opt_long(self.client().and_then(|e| e.nat?.port).map(u64::from)),
             Key::ServerIp => opt_ip(self.server().map(|e| e.ip)),
             Key::ServerPort => self.port(self.server()),
-            Key::ServerBytes => self.sent(self.server(), 1),
-            Key::ServerPackets => self.sent(self.server(), 2),
+            Key::ServerBytes => opt_long(self.server().and_then(|e| e.sent).map(|c| c.octets)),
+            Key::ServerPackets => opt_long(self.server().and_then(|e| e.sent).map(|c| c.packets)),
             Key::ServerNatIp => opt_ip(self.server().and_then(|e| e.nat?.ip)),
             Key::ServerNatPort => opt_long(self.server().and_then(|e| e.nat?.port).map(u64::from)),
 
@@ -538,16 +511,8 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// An endpoint's port, from its text.
     fn port(&self, e: Option<Endpoint>) -> Val<'a> {
-        e.filter(|_| self.has_ports)
-            .map_or(Val::Absent, |e| Val::Long(e.side.longs()[0]))
-    }
-
-    /// An endpoint's octets (`which` 1) or packets (2) sent, from their text.
-    fn sent(&self, e: Option<Endpoint>, which: usize) -> Val<'a> {
-        e.filter(|e| e.sent.is_some())
-            .map_or(Val::Absent, |e| Val::Long(e.side.longs()[which]))
+        opt_long(e.filter(|_| self.has_ports).map(|e| u64::from(e.port)))
     }
 
     /// Writes field `key` with `w`, if the flow has a value for it.
@@ -579,12 +544,7 @@ impl<'a> Doc<'a> {
         match v {
             Val::Absent => {}
             Val::Fixed(word) | Val::Word(word) => word.put(out),
-            Val::Number(n) => json::long(out, n),
-            Val::Long(i) => {
-                if let Some(text) = self.longs.get(i) {
-                    text.put(out);
-                }
-            }
+            Val::Long(n) => json::long(out, n),
             Val::DecimalString(n) => json::decimal_string(out, n),
             Val::Str(text) => json::string(out, text),
             Val::Ip(ip) => self.put_ip(out, ip),
@@ -637,9 +597,7 @@ pub(super) enum Val<'a> {
     /// One of the encoder's words.
     Word(&'static Word),
     /// A JSON number.
-    Number(u64),
-    /// A JSON number the document holds as text ([`Doc::longs`]).
-    Long(usize),
+    Long(u64),
     /// Decimal digits as a JSON string.
     DecimalString(u64),
     /// A string, escaped as it is written.
@@ -663,7 +621,7 @@ pub(super) enum Val<'a> {
 }
 
 fn opt_long<'a>(v: Option<u64>) -> Val<'a> {
-    v.map_or(Val::Absent, Val::Number)
+    v.map_or(Val::Absent, Val::Long)
 }
 
 fn opt_str(v: Option<&str>) -> Val<'_> {

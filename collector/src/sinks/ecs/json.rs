@@ -592,29 +592,6 @@ pub(crate) fn decimal_string(out: &mut Cursor<'_>, n: u64) {
     out.byte(b'"');
 }
 
-/// A JSON number (a [`long`]), formatted once to be written several times.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct LongText {
-    bytes: [u8; 24],
-    len: usize,
-}
-
-impl LongText {
-    /// `n` as text, clamped as [`long`] clamps it.
-    pub(crate) fn new(n: u64) -> LongText {
-        let mut bytes = [0u8; 24];
-        // At most 19 digits: always fits.
-        let len = put_number(&mut bytes, n.min(i64::MAX as u64));
-        LongText { bytes, len }
-    }
-
-    /// Writes the text.
-    #[inline(always)]
-    pub(crate) fn put(&self, out: &mut Cursor<'_>) {
-        out.padded(&self.bytes, self.len);
-    }
-}
-
 /// An address as a JSON string, quotes included, formatted once to be written several times.
 #[derive(Clone, Copy)]
 pub(crate) struct IpText {
@@ -747,7 +724,7 @@ pub(crate) fn date(out: &mut Cursor<'_>, ms: u64) {
         b.copy_from_slice(b"\"0000-00-00T00:00:00.000Z\"");
         // A stream's dates fall on a few days: the calendar's arithmetic is done once per day.
         let day = DAY.with(|c| match c.get() {
-            (days, Some(text)) if days == secs / 86_400 => text,
+            (days, text) if days == secs / 86_400 => text,
             _ => {
                 let days = secs / 86_400;
                 let (y, m, d) = civil_from_days(days);
@@ -756,7 +733,7 @@ pub(crate) fn date(out: &mut Cursor<'_>, ms: u64) {
                 put_pair(&mut text[2..4], y % 100);
                 put_pair(&mut text[5..7], m);
                 put_pair(&mut text[8..10], d);
-                c.set((days, Some(text)));
+                c.set((days, text));
                 text
             }
         });
@@ -773,8 +750,8 @@ pub(crate) fn date(out: &mut Cursor<'_>, ms: u64) {
 }
 
 thread_local! {
-    /// The last day [`date`] wrote (days since the epoch), as `YYYY-MM-DD`.
-    static DAY: std::cell::Cell<(u64, Option<[u8; 10]>)> = const { std::cell::Cell::new((u64::MAX, None)) };
+    /// The last day [`date`] wrote (days since the epoch; none before the first date), as `YYYY-MM-DD`.
+    static DAY: std::cell::Cell<(u64, [u8; 10])> = const { std::cell::Cell::new((u64::MAX, [0; 10])) };
 }
 
 /// Writes `n` (below 100) as two digits into `dst` (two octets).
@@ -973,10 +950,8 @@ mod tests {
         for n in [1, 9, 10, 99, 100, 65_535, 1_000_000_007, i64::MAX as u64 - 1] {
             assert_eq!(text(|o| long(o, n)), n.to_string());
             assert_eq!(text(|o| decimal_string(o, n)), format!("\"{n}\""));
-            assert_eq!(text(|o| LongText::new(n).put(o)), n.to_string());
         }
         assert_eq!(text(|o| long(o, u64::MAX)), i64::MAX.to_string());
-        assert_eq!(text(|o| LongText::new(u64::MAX).put(o)), i64::MAX.to_string());
         assert_eq!(text(|o| decimal_string(o, 58)), "\"58\"");
         assert_eq!(text(|o| ip(o, "fe80::1".parse().unwrap())), "\"fe80::1\"");
         assert_eq!(
