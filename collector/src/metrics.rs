@@ -1,10 +1,8 @@
 //! The collector's self metrics (Prometheus text format) and the HTTP endpoint serving them with
 //! `/healthz`. Pipeline stages publish their counters once per batch; the HTTP thread renders them.
 
-use podflow_telemetry::family;
+use podflow_telemetry::{Render, family};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Counters of one exporter (address, protocol).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,22 +46,12 @@ pub struct State {
     pub sink_failures: BTreeMap<(&'static str, &'static str), u64>,
 }
 
-/// Shared metrics.
-#[derive(Clone, Default)]
-pub struct Metrics {
-    state: Arc<Mutex<State>>,
-}
+/// The counters, shared by the threads that update them and the thread that serves them.
+pub type Metrics = podflow_telemetry::Shared<State>;
 
-impl Metrics {
-    /// Locks the state for an update (a poisoned lock still holds valid counters).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Renders the Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let s = self.lock().clone();
-        let mut o = String::with_capacity(4096);
+impl Render for State {
+    fn render(&self, o: &mut String) {
+        let s = self;
         let per_exporter = |pick: fn(&ExporterCounters) -> u64| {
             s.exporters
                 .iter()
@@ -79,42 +67,42 @@ impl Metrics {
                 .collect::<Vec<_>>()
         };
         family(
-            &mut o,
+            o,
             "podflow_collector_datagrams_total",
             "counter",
             "Datagrams decoded, by exporter.",
             per_exporter(|c| c.datagrams),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_records_total",
             "counter",
             "Flow records decoded, by exporter.",
             per_exporter(|c| c.records),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_lost_records_total",
             "counter",
             "Records missing by sequence numbers (IPFIX and NetFlow v5), by exporter.",
             per_exporter(|c| c.lost_records),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_lost_datagrams_total",
             "counter",
             "Export datagrams missing by sequence numbers (NetFlow v9 numbers datagrams, not records), by exporter.",
             per_exporter(|c| c.lost_datagrams),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_template_misses_total",
             "counter",
             "Data sets whose template was unknown, by exporter.",
             per_exporter(|c| c.template_misses),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_decode_errors_total",
             "counter",
             "Parts of datagrams that could not be decoded, by reason.",
@@ -124,7 +112,7 @@ impl Metrics {
                 .collect::<Vec<_>>(),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_dropped_datagrams_total",
             "counter",
             "Datagrams dropped before decoding: 'kernel' socket overruns, 'behind' decoding too slow.",
@@ -134,49 +122,49 @@ impl Metrics {
                 .collect::<Vec<_>>(),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_dropped_records_total",
             "counter",
             "Decoded records dropped because enrichment and sinks fell behind.",
             vec![(String::new(), s.dropped_records)],
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_queue_depth",
             "gauge",
             "Records waiting for enrichment and sinks.",
             vec![(String::new(), s.queue_depth)],
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_enrichment_misses_total",
             "counter",
             "Endpoint lookups that found no Kubernetes object (outside the cluster or unknown).",
             vec![(String::new(), s.enrichment_misses)],
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_duplicate_flows_total",
             "counter",
             "Flows already reported by another observer, counted once.",
             vec![(String::new(), s.duplicates)],
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_duplicates_untracked_total",
             "counter",
             "Connections the full duplicate table forgot within their window (a later report by another observer is not marked); raise --duplicate-entries.",
             vec![(String::new(), s.duplicates_untracked)],
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_nat_events_total",
             "counter",
             "NAT event records consumed.",
             vec![(String::new(), s.nat_events)],
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_documents_total",
             "counter",
             "Documents written, by sink.",
@@ -186,7 +174,7 @@ impl Metrics {
                 .collect::<Vec<_>>(),
         );
         family(
-            &mut o,
+            o,
             "podflow_collector_sink_failures_total",
             "counter",
             "Documents a sink dropped or failed, by sink and reason.",
@@ -195,13 +183,7 @@ impl Metrics {
                 .map(|((k, r), v)| (format!("{{sink=\"{k}\",reason=\"{r}\"}}"), *v))
                 .collect::<Vec<_>>(),
         );
-        o
     }
-}
-
-/// Serves `/metrics` and `/healthz` on `addr` from a background thread; returns the bound address.
-pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
-    podflow_telemetry::serve(addr, "podflow-collector", move || metrics.render())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::decode::{DecodeStats, Decoder, DecoderConfig};
+use crate::decode::{DecodeStats, Decoder, DecoderConfig, Reports};
 use crate::enrich::dedup::DedupConfig;
 use crate::enrich::nat::NatConfig;
 use crate::enrich::{Attributor, Enricher};
@@ -26,6 +26,7 @@ use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
 use crate::sinks::ndjson::NdjsonSink;
+use podflow_telemetry::Throttle;
 
 /// Milliseconds since the Unix epoch, the clock of the I/O shell.
 pub fn now_ms() -> u64 {
@@ -45,8 +46,12 @@ pub struct PipelineConfig {
     pub kubernetes: bool,
     /// Datagram batches queued per socket.
     pub datagram_queue: usize,
-    /// Record batches queued for enrichment and sinks.
+    /// Record batches queued for enrichment and sinks at most.
     pub record_queue: usize,
+    /// Records queued for enrichment and sinks at most (some 400 octets each): what absorbs a stall of
+    /// the sinks (a disk that stops for a second or two). Past it, decode threads drop whole batches
+    /// and count them.
+    pub backlog_records: u64,
     /// The duplicate table's window and size.
     pub dedup: DedupConfig,
 }
@@ -58,11 +63,20 @@ impl Default for PipelineConfig {
             cluster_name: None,
             kubernetes: false,
             datagram_queue: 256,
-            record_queue: 256,
+            record_queue: 4096,
+            backlog_records: DEFAULT_BACKLOG_RECORDS,
             dedup: DedupConfig::default(),
         }
     }
 }
+
+/// Records queued for enrichment at most, by default: at 150,000 records a second, over three seconds of
+/// a stalled sink, in about 200 MiB at worst.
+pub const DEFAULT_BACKLOG_RECORDS: u64 = 1 << 19;
+
+/// Spare record batches kept for reuse: what a steady stream has in flight, not what a stall queued
+/// (that memory goes back once the queue drains).
+const SPARE_RECORD_BATCHES: usize = 64;
 
 /// What a run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,7 +97,9 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<RunTotals> {
     let (records_tx, records_rx) = sync_channel::<Vec<FlowRecord>>(cfg.record_queue);
-    let record_pool = Arc::new(Pool::<Vec<FlowRecord>>::new(cfg.record_queue));
+    let record_pool = Arc::new(Pool::<Vec<FlowRecord>>::new(
+        cfg.record_queue.min(SPARE_RECORD_BATCHES),
+    ));
     // Records queued for enrichment: decode threads add, the enrich thread takes away.
     let depth = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
@@ -111,6 +127,7 @@ pub fn run(
                         tx: &tx,
                         batches: &pools.0,
                         records: &pools.1,
+                        backlog: cfg.backlog_records,
                     };
                     decode_loop(&l, queues, Decoder::new(decoder_cfg), &d, &m)
                 })?,
@@ -157,6 +174,8 @@ struct Queues<'a> {
     batches: &'a Pool<Batch>,
     /// Emptied record batches, from the enrich thread.
     records: &'a Pool<Vec<FlowRecord>>,
+    /// Records queued for the enrich thread at most.
+    backlog: u64,
 }
 
 fn decode_loop(
@@ -167,6 +186,8 @@ fn decode_loop(
     metrics: &Metrics,
 ) {
     let mut next_publish = Instant::now();
+    // Exporters that lost something are logged, at most once per ten seconds each.
+    let mut reports = Reports::default();
     loop {
         let batch = match q.rx.recv_timeout(Duration::from_millis(500)) {
             Ok(b) => Some(b),
@@ -185,8 +206,13 @@ fn decode_loop(
             } else {
                 let n = records.len() as u64;
                 // Counted before sending, so the enrich thread never takes away more than was added.
-                depth.fetch_add(n, Ordering::Relaxed);
-                match q.tx.try_send(records) {
+                let queued = depth.fetch_add(n, Ordering::Relaxed);
+                let sent = if queued + n > q.backlog {
+                    Err(TrySendError::Full(records))
+                } else {
+                    q.tx.try_send(records)
+                };
+                match sent {
                     Ok(()) => {}
                     Err(TrySendError::Full(mut dropped)) => {
                         depth.fetch_sub(n, Ordering::Relaxed);
@@ -202,14 +228,20 @@ fn decode_loop(
         }
         if next_publish.elapsed() >= Duration::from_secs(1) {
             next_publish = Instant::now();
-            publish_decode(listener, &mut decoder, metrics);
+            publish_decode(listener, &mut decoder, metrics, &mut reports);
         }
     }
-    publish_decode(listener, &mut decoder, metrics);
+    publish_decode(listener, &mut decoder, metrics, &mut reports);
+    for line in reports.flush() {
+        eprintln!("{line}");
+    }
 }
 
-fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics) {
+fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics, reports: &mut Reports) {
     let stats = decoder.take_stats();
+    for line in reports.add(&stats) {
+        eprintln!("{line}");
+    }
     let behind = listener.stats.dropped_behind.swap(0, Ordering::Relaxed);
     let kernel = listener.kernel_drops();
     let mut m = metrics.lock();
@@ -252,8 +284,8 @@ fn enrich_loop(
 ) -> RunTotals {
     let mut totals = RunTotals::default();
     let mut next_tick = Instant::now();
-    // Write failures (a full disk, a closed pipe) are logged at most once per LOG_EVERY, with a count.
-    let mut failures = Throttled::default();
+    // Write failures (a full disk, a closed pipe) are logged once, then at most once per ten seconds.
+    let mut failures = Throttle::default();
     let mut published = enricher.stats();
     loop {
         let batch = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -285,8 +317,13 @@ fn enrich_loop(
                     continue;
                 };
                 totals.documents += 1;
-                if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx)) {
-                    failures.note(&e);
+                if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx))
+                    && let Some(n) = failures.hit(1)
+                {
+                    eprintln!(
+                        "podflow-collector: ndjson: {e} ({n} failed writes since the last report; documents stay buffered up to {} MiB)",
+                        crate::sinks::ndjson::MAX_PENDING >> 20
+                    );
                 }
             }
             drop(rest);
@@ -317,35 +354,6 @@ fn enrich_loop(
     totals
 }
 
-/// How often a repeated failure is logged.
-const LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// A failure that may repeat for every document: logged once, then once per [`LOG_EVERY`] with the
-/// number of failures in between.
-#[derive(Default)]
-struct Throttled {
-    last: Option<Instant>,
-    since: u64,
-}
-
-impl Throttled {
-    /// Counts a failure and logs it when the last log is old enough; true when it logged.
-    fn note(&mut self, e: &dyn std::fmt::Display) -> bool {
-        self.since += 1;
-        let due = self.last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-        if due {
-            eprintln!(
-                "podflow-collector: ndjson: {e} ({} failed writes since the last report; documents stay buffered up to {} MiB)",
-                self.since,
-                crate::sinks::ndjson::MAX_PENDING >> 20
-            );
-            self.last = Some(Instant::now());
-            self.since = 0;
-        }
-        due
-    }
-}
-
 fn publish_enrich(
     enricher: &Enricher,
     published: &mut crate::enrich::EnrichStats,
@@ -372,17 +380,6 @@ fn publish_enrich(
 mod tests {
     use super::*;
     use crate::decode::StatsKey;
-
-    #[test]
-    fn a_failure_repeated_for_every_document_is_logged_once_then_counted() {
-        let mut t = Throttled::default();
-        assert!(t.note(&"disk full"), "the first one is logged");
-        assert!(
-            !(0..1000).any(|_| t.note(&"disk full")),
-            "then counted, not logged"
-        );
-        assert_eq!(t.since, 1000);
-    }
 
     #[test]
     fn decode_counters_reach_the_metrics_lost_datagrams_included() {

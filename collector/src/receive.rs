@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use podflow_telemetry::Throttle;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::pool::Pool;
@@ -156,6 +157,8 @@ impl Listener {
         let mut nonblocking = false;
         // Datagrams read since the last sleep, in non-blocking mode.
         let mut got = false;
+        // A failing socket fails on every read: logged once, then once per ten seconds.
+        let mut failures = Throttle::default();
         while !stop.load(Ordering::Relaxed) {
             let mut idle = false;
             match self.socket.recv_from(&mut buf) {
@@ -187,7 +190,12 @@ impl Listener {
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    eprintln!("podflow-collector: receive on {} failed: {e}", self.addr);
+                    if let Some(n) = failures.hit(1) {
+                        eprintln!(
+                            "podflow-collector: receive on {} failed: {e} ({n} failed reads since the last report)",
+                            self.addr
+                        );
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }

@@ -16,7 +16,7 @@ use podflow_exporter::community_id::{self, Encoding};
 use podflow_exporter::conntrack::{Conntrack, NetlinkSource, TableLimits};
 use podflow_exporter::export::{Collectors, ExportConfig, IpfixWriter, ObserverInfo};
 use podflow_exporter::flow::{FlowTable, TableConfig};
-use podflow_exporter::metrics::{self, Metrics};
+use podflow_exporter::metrics::Metrics;
 use podflow_exporter::probe::{Engine, wall_ms};
 use proto_ipfix::community_id::CommunityId;
 
@@ -261,7 +261,9 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     let collectors = Collectors::connect(&a.collectors)?;
     let metrics = Metrics::default();
     if let Some(addr) = a.metrics_listen {
-        let bound = metrics::serve(addr, metrics.clone()).with_context(|| format!("metrics on {addr}"))?;
+        let bound = metrics
+            .serve(addr, "podflow-exporter")
+            .with_context(|| format!("metrics on {addr}"))?;
         eprintln!("podflow-exporter: metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -4,10 +4,8 @@
 //! packet; the HTTP thread renders it on request.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use podflow_telemetry::family;
+use podflow_telemetry::{Render, family};
 
 use crate::conntrack::ConntrackStats;
 use crate::export::SendStats;
@@ -90,22 +88,12 @@ impl State {
     }
 }
 
-/// Shared metrics.
-#[derive(Clone, Default)]
-pub struct Metrics {
-    state: Arc<Mutex<State>>,
-}
+/// The counters, shared by the threads that update them and the thread that serves them.
+pub type Metrics = podflow_telemetry::Shared<State>;
 
-impl Metrics {
-    /// Locks the state for an update (a poisoned lock still holds valid counters).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Renders the Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let s = self.lock().clone();
-        let mut o = String::with_capacity(4096);
+impl Render for State {
+    fn render(&self, o: &mut String) {
+        let s = self;
         let one = |v: u64| vec![(String::new(), v)];
         let by = |key: &str, items: Vec<(String, u64)>| {
             items
@@ -131,98 +119,98 @@ impl Metrics {
                 .collect()
         };
         family(
-            &mut o,
+            o,
             "podflow_exporter_packets_total",
             "counter",
             "Packets read from interfaces or the capture file.",
             one(s.packets),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_packets_skipped_total",
             "counter",
             "Packets not counted into a flow, by reason.",
             by("reason", skipped),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_kernel_dropped_packets_total",
             "counter",
             "Packets the kernel dropped because the capture buffer was full, by interface.",
             by("interface", kernel(|k| k.dropped)),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_interface_dropped_packets_total",
             "counter",
             "Packets the interface or its driver dropped, by interface.",
             by("interface", kernel(|k| k.if_dropped)),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_capture_interfaces",
             "gauge",
             "Interfaces being captured.",
             one(s.interfaces),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_active_flows",
             "gauge",
             "Flows in the flow table.",
             one(s.active_flows),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_flows_exported_total",
             "counter",
             "Flows exported, by IPFIX flowEndReason.",
             by("reason", exported),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_orphan_fragments_total",
             "counter",
             "Later IP fragments whose first fragment was not seen.",
             one(s.orphan_fragments),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_records_total",
             "counter",
             "IPFIX data records written.",
             one(s.records),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_messages_total",
             "counter",
             "IPFIX messages written.",
             one(s.messages),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_encode_errors_total",
             "counter",
             "Flows that could not be encoded.",
             one(s.encode_errors),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_sent_messages_total",
             "counter",
             "IPFIX messages sent, by collector.",
             by("collector", sent(|c| c.messages)),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_sent_bytes_total",
             "counter",
             "Octets of IPFIX messages sent, by collector.",
             by("collector", sent(|c| c.octets)),
         );
         family(
-            &mut o,
+            o,
             "podflow_exporter_send_errors_total",
             "counter",
             "Failed sends, by collector.",
@@ -328,16 +316,10 @@ impl Metrics {
                 ),
             ];
             for (name, kind, help, samples) in &families {
-                family(&mut o, name, kind, help, samples);
+                family(o, name, kind, help, samples);
             }
         }
-        o
     }
-}
-
-/// Serves `/metrics` and `/healthz` on `addr` from a background thread; returns the bound address.
-pub fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
-    podflow_telemetry::serve(addr, "podflow-exporter", move || metrics.render())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 mod flow;
 mod hold;
 mod ipfix;
+mod report;
 mod state;
 mod stats;
 mod v5;
@@ -31,6 +32,7 @@ use std::net::SocketAddr;
 use foldhash::HashMap;
 
 pub use hold::HoldLimits;
+pub use report::Reports;
 pub use stats::{DecodeStats, ErrorCounts, ExporterStats, StatsKey};
 
 use state::ExporterState;

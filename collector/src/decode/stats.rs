@@ -101,6 +101,20 @@ pub struct ExporterStats {
     pub errors: ErrorCounts,
 }
 
+impl ExporterStats {
+    /// Whether anything was lost or refused: decode errors, records or datagrams missing by sequence
+    /// numbers, held data sets dropped, state limits hit.
+    pub fn has_trouble(&self) -> bool {
+        self.errors.total()
+            + self.lost_records
+            + self.lost_datagrams
+            + self.expired_sets
+            + self.dropped_sets
+            + self.limit_hits
+            > 0
+    }
+}
+
 /// Counters of every exporter and domain since the last reset.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {

@@ -3,9 +3,8 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::{Duration, Instant};
 
-const LOG_EVERY: Duration = Duration::from_secs(10);
+use podflow_telemetry::Throttle;
 
 /// Per-collector send counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +22,8 @@ pub struct SendStats {
 struct Target {
     socket: UdpSocket,
     stats: SendStats,
-    last_log: Option<Instant>,
+    /// Failures are logged once, then at most once per ten seconds.
+    log: Throttle,
 }
 
 /// The collectors every message goes to.
@@ -57,7 +57,7 @@ impl Collectors {
             targets.push(Target {
                 socket,
                 stats,
-                last_log: None,
+                log: Throttle::default(),
             });
         }
         Ok(Collectors { targets })
@@ -73,10 +73,9 @@ impl Collectors {
                 }
                 Err(e) => {
                     t.stats.errors += 1;
-                    if t.last_log.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-                        t.last_log = Some(Instant::now());
+                    if let Some(n) = t.log.hit(1) {
                         eprintln!(
-                            "podflow-exporter: sending to collector {} failed ({} failures so far): {e}",
+                            "podflow-exporter: sending to collector {} failed ({n} failures since the last report, {} in all): {e}",
                             t.stats.collector, t.stats.errors
                         );
                     }
