@@ -45,7 +45,7 @@ impl Trouble {
         self.lost_datagrams += c.lost_datagrams;
         self.unheld_sets += c.expired_sets + c.dropped_sets;
         self.limit_hits += c.limit_hits;
-        c.errors.total() + c.lost_records + c.lost_datagrams + c.expired_sets + c.dropped_sets + c.limit_hits
+        c.troubles()
     }
 
     /// The log line of `key`, and the trouble forgotten.
@@ -128,7 +128,7 @@ impl Reports {
     pub fn add(&mut self, stats: &DecodeStats) -> Vec<String> {
         let mut lines = Vec::new();
         for (key, c) in stats.iter() {
-            if !c.has_trouble() {
+            if c.troubles() == 0 {
                 continue;
             }
             if self.pending.len() >= MAX_KEYS && !self.pending.contains_key(key) {

@@ -102,16 +102,15 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
-    /// Whether anything was lost or refused: decode errors, records or datagrams missing by sequence
+    /// How many things were lost or refused: decode errors, records and datagrams missing by sequence
     /// numbers, held data sets dropped, state limits hit.
-    pub fn has_trouble(&self) -> bool {
+    pub fn troubles(&self) -> u64 {
         self.errors.total()
             + self.lost_records
             + self.lost_datagrams
             + self.expired_sets
             + self.dropped_sets
             + self.limit_hits
-            > 0
     }
 }
 
