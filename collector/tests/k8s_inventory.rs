@@ -2,10 +2,13 @@
 //! tests/data/inventory (see the story at the top of cluster.yaml).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use k8s_openapi::chrono::DateTime;
+use podflow_collector::enrich::Enricher;
 use podflow_collector::k8s::inventory::{self, Inventory, InventoryReport};
 use podflow_collector::k8s::{IndexSettings, MetadataProvider, Query};
 use podflow_collector::model::{EndpointKind, K8sEndpoint};
@@ -156,6 +159,47 @@ fn a_completed_cronjob_pod_owns_its_address_only_while_it_ran() {
             .as_deref(),
         Some("cache-0")
     );
+}
+
+#[test]
+fn flows_to_a_port_a_host_network_pod_declares_are_that_pods() {
+    let inv = whole();
+    let mut e = Enricher::default();
+    let flow = |src, sport, dst, dport, proto, direction| {
+        let mut r = common::record(src, sport, dst, dport, proto);
+        r.start_ms = t(NOW);
+        r.biflow_direction = direction;
+        r
+    };
+    let kind = |e: &Option<std::sync::Arc<K8sEndpoint>>| e.as_ref().map(|e| (e.kind, e.pod_name.clone()));
+    let exporter = Some((EndpointKind::HostNetworkPod, Some("node-exporter-4xv9q".into())));
+    let node = Some((EndpointKind::Node, None));
+
+    // A scrape of node-b's node exporter: the server side is the pod, the client its own pod.
+    let scrape = e
+        .enrich(flow("10.244.2.8", 41000, "172.18.0.3", 9100, 6, None), &inv)
+        .unwrap();
+    assert_eq!(kind(&scrape.destination), exporter);
+    assert_eq!(kind(&scrape.source).map(|k| k.0), Some(EndpointKind::Pod));
+    // The same connection seen from the other end, the initiator named by biflowDirection.
+    let reply = e
+        .enrich(flow("172.18.0.3", 9100, "10.244.2.8", 41000, 6, Some(2)), &inv)
+        .unwrap();
+    assert_eq!(kind(&reply.source), exporter);
+    // The initiator is never narrowed by its port: a connection from the node's address is the node's.
+    let out = e
+        .enrich(flow("172.18.0.3", 9100, "10.244.2.8", 8080, 6, Some(1)), &inv)
+        .unwrap();
+    assert_eq!(kind(&out.source), node);
+    // Another port, or another protocol on the declared port: the node.
+    let ssh = e
+        .enrich(flow("10.244.2.8", 41001, "172.18.0.3", 22, 6, None), &inv)
+        .unwrap();
+    assert_eq!(kind(&ssh.destination), node);
+    let udp = e
+        .enrich(flow("10.244.2.8", 41002, "172.18.0.3", 9100, 17, None), &inv)
+        .unwrap();
+    assert_eq!(kind(&udp.destination), node);
 }
 
 #[test]

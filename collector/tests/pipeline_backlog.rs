@@ -2,13 +2,14 @@
 //! records wait up to the backlog, batches past it are dropped and counted, and every record is either
 //! written once the stall ends or counted as dropped, none lost without a count.
 
-use std::net::{IpAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use podflow_collector::enrich::Attributor;
+use podflow_collector::k8s::Query;
 use podflow_collector::metrics::Metrics;
 use podflow_collector::model::K8sEndpoint;
 use podflow_collector::pipeline::{self, PipelineConfig};
@@ -19,7 +20,7 @@ use podflow_collector::receive;
 struct Stalled(Mutex<Option<Receiver<()>>>);
 
 impl Attributor for Stalled {
-    fn attribute(&self, _: IpAddr, _: u64) -> Option<Arc<K8sEndpoint>> {
+    fn attribute(&self, _: &Query) -> Option<Arc<K8sEndpoint>> {
         let wait = self.0.lock().ok().and_then(|mut g| g.take());
         if let Some(rx) = wait {
             let _ = rx.recv();

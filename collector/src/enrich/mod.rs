@@ -18,21 +18,23 @@ use std::sync::Arc;
 
 use proto_ipfix::community_id::CommunityId;
 
+use crate::k8s::Query;
 use crate::model::{EnrichedFlow, FlowRecord, InlineStr, K8sEndpoint};
 use dedup::{Dedup, DedupConfig, observer_of};
 use nat::{NatConfig, NatTable, Translation};
 
 /// Who held an address at a time: the Kubernetes index, or nothing.
 pub trait Attributor {
-    /// The endpoint that held `ip` at `at_ms` (Unix milliseconds).
-    fn attribute(&self, ip: IpAddr, at_ms: u64) -> Option<Arc<K8sEndpoint>>;
+    /// The endpoint that held the query's address at its time (Unix milliseconds); when the query
+    /// names a port, a hostNetwork pod that declares that port rather than its node.
+    fn attribute(&self, query: &Query) -> Option<Arc<K8sEndpoint>>;
 }
 
 /// No metadata: every endpoint stays unattributed.
 pub struct NoMetadata;
 
 impl Attributor for NoMetadata {
-    fn attribute(&self, _: IpAddr, _: u64) -> Option<Arc<K8sEndpoint>> {
+    fn attribute(&self, _: &Query) -> Option<Arc<K8sEndpoint>> {
         None
     }
 }
@@ -121,15 +123,21 @@ impl Enricher {
         let translation = self.nat.resolve(&record, &community_id);
         let identity = self.identity(&record, community_id, translation.as_ref());
         let duplicate = self.dedup.is_duplicate(identity, observer_of(&record), at);
-        let mut lookup = |ip: IpAddr| {
-            let found = k8s.attribute(ip, at);
+        let mut lookup = |ip: IpAddr, port: Option<u16>| {
+            let query = Query::new(ip, at);
+            let query = match port {
+                Some(p) => query.with_port(record.proto, p),
+                None => query,
+            };
+            let found = k8s.attribute(&query);
             self.stats.misses += u64::from(found.is_none());
             found
         };
-        let source = lookup(record.src);
-        let destination = lookup(record.dst);
+        let (sport, dport) = server_ports(&record);
+        let source = lookup(record.src, sport);
+        let destination = lookup(record.dst, dport);
         let backend_addr = translation.and_then(|t| t.backend);
-        let backend = backend_addr.and_then(|(ip, _)| lookup(ip));
+        let backend = backend_addr.and_then(|(ip, port)| lookup(ip, dport.map(|_| port)));
         self.stats.flows += 1;
         self.stats.duplicates += u64::from(duplicate);
         Some(EnrichedFlow {
@@ -186,6 +194,20 @@ impl Enricher {
             .and_then(|d| InlineStr::new(&d.base64()))
             // Mixed address families cannot come from a decoder; an empty ID keeps the record.
             .unwrap_or(InlineStr::EMPTY)
+    }
+}
+
+/// The ports that may name a hostNetwork pod on a node's address: the server side's, for protocols with
+/// ports. A record that says who initiated (`biflowDirection`) names its server; otherwise both ports
+/// are asked about, and only a port a hostNetwork pod declares (rarely an ephemeral one) answers.
+fn server_ports(r: &FlowRecord) -> (Option<u16>, Option<u16>) {
+    if !matches!(r.proto, 6 | 17 | 132) {
+        return (None, None);
+    }
+    match r.biflow_direction {
+        Some(1) => (None, Some(r.dport)),
+        Some(2) => (Some(r.sport), None),
+        _ => (Some(r.sport), Some(r.dport)),
     }
 }
 

@@ -49,8 +49,8 @@ pub(crate) fn record(src: &str, sport: u16, dst: &str, dport: u16) -> FlowRecord
 struct Book(HashMap<IpAddr, Arc<K8sEndpoint>>);
 
 impl Attributor for Book {
-    fn attribute(&self, ip: IpAddr, _: u64) -> Option<Arc<K8sEndpoint>> {
-        self.0.get(&ip).cloned()
+    fn attribute(&self, q: &Query) -> Option<Arc<K8sEndpoint>> {
+        self.0.get(&q.ip).cloned()
     }
 }
 
@@ -150,8 +150,8 @@ fn sidecars_on_both_sides_are_one_connection() {
 fn attribution_uses_the_flow_start_time() {
     struct AtTime;
     impl Attributor for AtTime {
-        fn attribute(&self, _: IpAddr, at_ms: u64) -> Option<Arc<K8sEndpoint>> {
-            (at_ms == 1_700_000_000_000).then(|| pod("a", "held-then", "w"))
+        fn attribute(&self, q: &Query) -> Option<Arc<K8sEndpoint>> {
+            (q.at_ms == 1_700_000_000_000).then(|| pod("a", "held-then", "w"))
         }
     }
     let mut e = Enricher::default();

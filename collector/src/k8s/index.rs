@@ -219,10 +219,14 @@ impl Index {
     /// number and port) names that pod rather than its node.
     pub fn lookup_port(&self, ip: IpAddr, proto: u8, port: u16, at_ms: u64) -> Option<Arc<K8sEndpoint>> {
         let ip = canonical(ip);
-        self.ports
-            .get(&(ip, proto, port), at_ms)
-            .or_else(|| self.addresses.get(&ip, at_ms))
-            .cloned()
+        let by_address = self.addresses.get(&ip, at_ms);
+        // Only a node's address is shared by hostNetwork pods: a pod IP or ClusterIP answers alone,
+        // with no second lookup.
+        match by_address {
+            Some(e) if e.kind != EndpointKind::Node => Some(e),
+            _ => self.ports.get(&(ip, proto, port), at_ms).or(by_address),
+        }
+        .cloned()
     }
 
     /// Answers a [`Query`]: by address and port when it names one.

@@ -106,7 +106,7 @@ impl SharedIndex {
 
 /// Every metadata provider attributes flow endpoints for the enricher.
 impl<P: MetadataProvider + ?Sized> crate::enrich::Attributor for P {
-    fn attribute(&self, ip: std::net::IpAddr, at_ms: u64) -> Answer {
-        self.lookup(ip, at_ms)
+    fn attribute(&self, query: &Query) -> Answer {
+        self.resolve(query)
     }
 }
