@@ -50,7 +50,9 @@ target="${CARGO_TARGET_DIR:-$root/target}/release"
 
 if [[ -z "$work" ]]; then
     work="$(mktemp -d -p "${TMPDIR:-/tmp}" podflow-collector-bench.XXXXXX)"
-    trap 'rm -rf "$work"' EXIT
+    # Removed when the run succeeds; a failed run keeps the failing tool's output (and the stream) to
+    # look at, and says where.
+    trap 'if [[ $? -eq 0 ]]; then rm -rf "$work"; else echo "collector-throughput: kept $work" >&2; fi' EXIT
 fi
 mkdir -p "$work"
 

@@ -299,6 +299,42 @@ fn a_failed_write_resumes_where_it_stopped() {
     assert_eq!(documents(&flaky.out.lock().unwrap()), 6);
 }
 
+/// A writer that always fails, counting the calls.
+#[derive(Clone, Default)]
+struct Full(Arc<Mutex<u64>>);
+
+impl Write for Full {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        *self.0.lock().unwrap() += 1;
+        Err(io::Error::new(io::ErrorKind::StorageFull, "full"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_disk_is_tried_once_per_mib_not_once_per_document() {
+    let full = Full::default();
+    let mut sink = NdjsonSink::with_writer(Target::Stdout, Box::new(full.clone()));
+    let flow = common::tcp_biflow_nat();
+    let mut failures = 0u64;
+    for _ in 0..20_000 {
+        failures += u64::from(sink.write_one(&flow, &common::ctx()).is_err());
+    }
+    let calls = *full.0.lock().unwrap();
+    assert!(failures > 0, "the failures are reported");
+    assert_eq!(calls, failures, "one call per reported failure");
+    // Documents of this flow are under 4 KiB: at most one try per MiB of them (a try per document
+    // would be some 19,000).
+    let bound = 20_000 * 4096 / FLUSH_AT as u64;
+    assert!(calls <= bound, "{calls} writes tried for 20,000 documents");
+    assert!(
+        sink.dropped_documents() > 0,
+        "past the backlog limit, documents are dropped and counted"
+    );
+}
+
 #[test]
 fn a_backlog_past_the_limit_drops_whole_documents_and_counts_them() {
     let flaky = Flaky::default();
