@@ -83,7 +83,8 @@ const SPARE_RECORD_BATCHES: usize = 64;
 pub struct RunTotals {
     /// Records decoded.
     pub records: u64,
-    /// Documents written.
+    /// Documents written by the sink, when there is one (what the output holds); otherwise the flows
+    /// enriched.
     pub documents: u64,
 }
 
@@ -345,11 +346,24 @@ fn enrich_loop(
         }
     }
     if let Some(s) = sink {
-        let written = s.written_documents();
-        if let Err(e) = s.finish() {
+        let end = s.finish();
+        if let Some(e) = &end.error {
             eprintln!("podflow-collector: ndjson: {e}");
         }
-        metrics.lock().documents.insert("ndjson", written);
+        if end.dropped + end.unwritten > 0 {
+            eprintln!(
+                "podflow-collector: ndjson: {} documents not written: {} dropped while writes failed, {} refused at exit",
+                end.dropped + end.unwritten,
+                end.dropped,
+                end.unwritten
+            );
+        }
+        let mut m = metrics.lock();
+        m.documents.insert("ndjson", end.written);
+        m.sink_failures.insert(("ndjson", "backlog_full"), end.dropped);
+        // What reached the output, not what was made: the closing line must not claim documents a
+        // failing disk refused.
+        totals.documents = end.written;
     }
     totals
 }

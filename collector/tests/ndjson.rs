@@ -66,7 +66,7 @@ fn writes_a_file_and_appends_after_a_restart() {
     assert_eq!(sink.written_documents(), 3);
     assert_eq!(documents(&std::fs::read(&path).unwrap()), 3);
     sink.write(&flows()[..1], &common::ctx()).unwrap();
-    sink.finish().unwrap();
+    sink.finish().result().unwrap();
     assert_eq!(documents(&std::fs::read(&path).unwrap()), 4);
 
     let mut sink = NdjsonSink::open(Target::File(path.clone())).unwrap();
@@ -101,7 +101,7 @@ fn writes_once_the_buffer_passes_its_threshold_up_to_a_boundary_in_the_file() {
         .filter(|&&b| b == b'\n')
         .count() as u64;
     assert_eq!(sink.written_documents() + 1, whole);
-    sink.finish().unwrap();
+    sink.finish().result().unwrap();
     assert_eq!(documents(&std::fs::read(&path).unwrap()), writes * 64 + 1);
 }
 
@@ -117,7 +117,7 @@ fn the_page_cache_window_leaves_the_output_whole() {
     for _ in 0..rounds {
         sink.write(&batch, &common::ctx()).unwrap();
     }
-    sink.finish().unwrap();
+    sink.finish().result().unwrap();
     let written = std::fs::read(&path).unwrap();
     assert_eq!(written.len(), expected.len() * rounds);
     assert!(written.chunks(expected.len()).all(|c| c == expected.as_slice()));
@@ -165,7 +165,7 @@ fn direct_io_writes_what_the_page_cache_would_and_only_whole_blocks_go_directly(
     }
     let direct = sink.direct_octets();
     let mode = sink.io_mode();
-    sink.finish().unwrap();
+    sink.finish().result().unwrap();
     assert!(
         std::fs::read(&path).unwrap() == expected,
         "byte for byte what was encoded"
@@ -212,7 +212,7 @@ fn another_writer_appending_turns_direct_io_off_without_losing_or_overwriting_an
             "the kernel refused the direct write"
         );
     }
-    sink.finish().unwrap();
+    sink.finish().result().unwrap();
     let file = std::fs::read(&path).unwrap();
     assert_eq!(
         file.len(),
@@ -257,15 +257,18 @@ fn reports_a_full_disk() {
     assert!(sink.pending_bytes() > 0, "kept for a retry");
 }
 
-/// A writer that takes `budget` more octets (possibly cutting a line), then fails until healed.
+/// A writer that takes `budget` more octets (possibly cutting a line), then fails until healed; it
+/// counts the calls.
 #[derive(Clone, Default)]
 struct Flaky {
     out: Arc<Mutex<Vec<u8>>>,
     budget: Arc<Mutex<Option<usize>>>,
+    calls: Arc<Mutex<u64>>,
 }
 
 impl Write for Flaky {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        *self.calls.lock().unwrap() += 1;
         let mut budget = self.budget.lock().unwrap();
         let n = match *budget {
             None => buf.len(),
@@ -295,34 +298,21 @@ fn a_failed_write_resumes_where_it_stopped() {
     sink.write(&flows(), &common::ctx()).unwrap();
     assert!(sink.flush().is_err(), "still failing");
     *flaky.budget.lock().unwrap() = None;
-    sink.finish().unwrap();
+    sink.finish().result().unwrap();
     assert_eq!(documents(&flaky.out.lock().unwrap()), 6);
-}
-
-/// A writer that always fails, counting the calls.
-#[derive(Clone, Default)]
-struct Full(Arc<Mutex<u64>>);
-
-impl Write for Full {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        *self.0.lock().unwrap() += 1;
-        Err(io::Error::new(io::ErrorKind::StorageFull, "full"))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
 fn a_failing_disk_is_tried_once_per_mib_not_once_per_document() {
-    let full = Full::default();
+    let full = Flaky::default();
+    *full.budget.lock().unwrap() = Some(0);
     let mut sink = NdjsonSink::with_writer(Target::Stdout, Box::new(full.clone()));
     let flow = common::tcp_biflow_nat();
     let mut failures = 0u64;
     for _ in 0..20_000 {
         failures += u64::from(sink.write_one(&flow, &common::ctx()).is_err());
     }
-    let calls = *full.0.lock().unwrap();
+    let calls = *full.calls.lock().unwrap();
     assert!(failures > 0, "the failures are reported");
     assert_eq!(calls, failures, "one call per reported failure");
     // Documents of this flow are under 4 KiB: at most one try per MiB of them (a try per document

@@ -1,7 +1,10 @@
-//! The running pipeline when its enrich stage stalls (as it does behind a disk that stops): decoded
-//! records wait up to the backlog, batches past it are dropped and counted, and every record is either
-//! written once the stall ends or counted as dropped, none lost without a count.
+//! The running pipeline when its sink stalls or fails. A stalled enrich stage (as behind a disk that
+//! stops): decoded records wait up to the backlog, batches past it are dropped and counted, and every
+//! record is either written once the stall ends or counted as dropped, none lost without a count. A
+//! sink that fails (a full disk): the run's totals count what reached the output, not what was made.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{self, Write};
 use std::net::UdpSocket;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, channel};
@@ -14,6 +17,7 @@ use podflow_collector::metrics::Metrics;
 use podflow_collector::model::K8sEndpoint;
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
+use podflow_collector::sinks::ndjson::{NdjsonSink, Target};
 
 /// An attributor whose first lookup waits until the test lets it go: the enrich thread stalls with
 /// its first batch in hand.
@@ -53,6 +57,29 @@ fn v5(sequence: u32, port: u16) -> Vec<u8> {
     d
 }
 
+/// Sends `datagrams` v5 packets of 30 records each to `to`; returns the records sent.
+fn send(to: std::net::SocketAddr, datagrams: u32) -> u64 {
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..datagrams {
+        sender.send_to(&v5(i * 30, (i as u16) * 30 + 1024), to).unwrap();
+    }
+    u64::from(datagrams) * 30
+}
+
+/// Waits (bounded) until the decode threads have published `records` decoded records.
+fn wait_decoded(metrics: &Metrics, records: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let decoded = || metrics.lock().exporters.values().map(|c| c.records).sum::<u64>();
+    while decoded() < records {
+        assert!(
+            Instant::now() < deadline,
+            "decoded {} of {records} records",
+            decoded()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_stalled_enrich_stage_queues_up_to_the_backlog_and_counts_what_it_dropped() {
     let (listeners, _) = receive::bind("127.0.0.1:0".parse().unwrap(), 1, 4 << 20).unwrap();
@@ -68,23 +95,9 @@ fn a_stalled_enrich_stage_queues_up_to_the_backlog_and_counts_what_it_dropped() 
     let (m, s) = (metrics.clone(), stop.clone());
     let running = std::thread::spawn(move || pipeline::run(listeners, cfg, attributor, None, m, s));
 
-    const DATAGRAMS: u32 = 200;
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for i in 0..DATAGRAMS {
-        sender.send_to(&v5(i * 30, (i as u16) * 30 + 1024), to).unwrap();
-    }
-    let sent = u64::from(DATAGRAMS) * 30;
+    let sent = send(to, 200);
     // Every record decoded (the decode thread publishes once a second), while enrichment still stalls.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let decoded = || metrics.lock().exporters.values().map(|c| c.records).sum::<u64>();
-    while decoded() < sent {
-        assert!(
-            Instant::now() < deadline,
-            "decoded {} of {sent} records",
-            decoded()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_decoded(&metrics, sent);
     let dropped = metrics.lock().dropped_records;
     assert!(dropped > 0, "the backlog of 1024 records held all {sent}");
     release.send(()).unwrap();
@@ -106,4 +119,37 @@ fn a_stalled_enrich_stage_queues_up_to_the_backlog_and_counts_what_it_dropped() 
         dropped,
         "nothing dropped after the stall"
     );
+}
+
+/// A disk that is full.
+struct Full;
+
+impl Write for Full {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_the_totals_at_what_was_written() {
+    let (listeners, _) = receive::bind("127.0.0.1:0".parse().unwrap(), 1, 4 << 20).unwrap();
+    let to = listeners[0].addr;
+    let metrics = Metrics::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sink = NdjsonSink::with_writer(Target::Stdout, Box::new(Full));
+    let (m, s) = (metrics.clone(), stop.clone());
+    let running = std::thread::spawn(move || {
+        let none = Arc::new(podflow_collector::enrich::NoMetadata);
+        pipeline::run(listeners, PipelineConfig::default(), none, Some(sink), m, s)
+    });
+    let sent = send(to, 100);
+    wait_decoded(&metrics, sent);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let totals = running.join().unwrap().unwrap();
+    assert_eq!(totals.records, sent, "every record reached the enrich stage");
+    assert_eq!(totals.documents, 0, "none reached the output");
+    assert_eq!(metrics.lock().documents.get("ndjson"), Some(&0));
 }

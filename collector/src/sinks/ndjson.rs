@@ -159,6 +159,29 @@ pub enum Error {
     },
 }
 
+/// What a sink did, at shutdown ([`NdjsonSink::finish`]).
+#[derive(Debug)]
+pub struct Finished {
+    /// Documents written (complete lines).
+    pub written: u64,
+    /// Documents dropped while writes failed and the backlog was past [`MAX_PENDING`].
+    pub dropped: u64,
+    /// Documents the last flush could not write.
+    pub unwritten: u64,
+    /// Why the last flush failed.
+    pub error: Option<Error>,
+}
+
+impl Finished {
+    /// `Ok` when the last flush wrote everything.
+    pub fn result(self) -> Result<Self, Error> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self),
+        }
+    }
+}
+
 /// Writes ECS documents as NDJSON.
 pub struct NdjsonSink {
     target: Target,
@@ -418,9 +441,20 @@ impl NdjsonSink {
         }
     }
 
-    /// Flushes at shutdown.
-    pub fn finish(mut self) -> Result<(), Error> {
-        self.flush()
+    /// Flushes at shutdown, and says what the sink did in all. Documents a failing target still
+    /// refuses are given up and counted as unwritten.
+    pub fn finish(mut self) -> Finished {
+        let error = self.flush().err();
+        let unwritten = self.pending_docs;
+        // Given up: the drop that follows must not write them after they were counted.
+        self.filled = 0;
+        self.pending_docs = 0;
+        Finished {
+            written: self.written,
+            dropped: self.dropped,
+            unwritten,
+            error,
+        }
     }
 
     /// Documents written out so far (complete lines).
