@@ -222,9 +222,14 @@ aggregate[out]: src_host, dst_host, src_port, dst_port, proto, tcpflags
 print_output[out]: json
 print_output_file[out]: {out}/flows-%s.json
 print_output_file_append[out]: true
-print_refresh_time[out]: 5
-! About 1.3 million entries: more than 5 s of the stream holds.
-print_cache_entries[out]: 131071
+print_refresh_time[out]: 60
+! A purge is written by a forked writer; later purges queue behind it, and past print_max_writers (10)
+! a purge's entries are dropped ("Maximum number of writer processes reached"). With a purge every 5 s,
+! the 20 M-record stream reached that on the 2-core machine (writers get little CPU while the stream
+! runs): one a minute, each of at most the recording's 2.5 M distinct flows (bigger streams replay the
+! recording, so its flows aggregate), is a purge the writers keep up with.
+! 393209 buckets, about 3.9 million entries: more than a minute of the stream holds.
+print_cache_entries[out]: 393209
 ! A large queue to the plugin, in large chunks, as pmacct advises for heavy loads.
 plugin_pipe_size[out]: 268435456
 plugin_buffer_size[out]: 1048576
@@ -235,7 +240,8 @@ plugin_buffer_size[out]: 1048576
         problems = []
         with open(os.path.join(out, "nfacctd.log")) as f:
             text = f.read()
-        for pattern in ("expecting flow", "missing data", "ERROR", "Finished cache entries"):
+        for pattern in ("expecting flow", "missing data", "ERROR", "Finished cache entries",
+                        "Maximum number of writer processes reached"):
             n = text.count(pattern)
             if n:
                 problems.append(f"nfacctd.log: {n} x '{pattern}'")
