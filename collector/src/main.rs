@@ -63,8 +63,8 @@ struct ServeArgs {
 
     /// Decoded records waiting for enrichment and the sinks at most (some 400 octets each in memory
     /// while they wait). This is what rides out a sink that stalls, such as a disk that stops for a
-    /// second: the default, 524288, is three seconds of 150,000 records a second. Past it, whole
-    /// batches are dropped and counted in podflow_collector_dropped_records_total.
+    /// second: the default is about three seconds of 150,000 records a second. Past it, whole batches
+    /// are dropped and counted in podflow_collector_dropped_records_total.
     #[arg(long, value_name = "RECORDS", default_value_t = pipeline::DEFAULT_BACKLOG_RECORDS,
           value_parser = clap::value_parser!(u64).range(1024..))]
     backlog: u64,

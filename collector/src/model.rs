@@ -63,6 +63,16 @@ impl Protocol {
             Protocol::Ipfix => 10,
         }
     }
+
+    /// The protocol as metrics label it and logs name it (`unknown` when no datagram said).
+    pub fn label(protocol: Option<Protocol>) -> &'static str {
+        match protocol {
+            Some(Protocol::Ipfix) => "ipfix",
+            Some(Protocol::NetflowV9) => "netflow_v9",
+            Some(Protocol::NetflowV5) => "netflow_v5",
+            None => "unknown",
+        }
+    }
 }
 
 /// Octets and packets of one direction.

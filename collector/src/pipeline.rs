@@ -158,15 +158,6 @@ pub fn run(
     Ok(sink_thread.join().unwrap_or_default())
 }
 
-fn protocol_label(p: Option<Protocol>) -> &'static str {
-    match p {
-        Some(Protocol::Ipfix) => "ipfix",
-        Some(Protocol::NetflowV9) => "netflow_v9",
-        Some(Protocol::NetflowV5) => "netflow_v5",
-        None => "unknown",
-    }
-}
-
 /// A decode thread's queues and the pools of what goes through them.
 struct Queues<'a> {
     rx: Receiver<Batch>,
@@ -260,7 +251,7 @@ fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
     for (key, c) in stats.iter() {
         let e = m
             .exporters
-            .entry((key.exporter.ip().to_string(), protocol_label(c.protocol)))
+            .entry((key.exporter.ip().to_string(), Protocol::label(c.protocol)))
             .or_default();
         e.datagrams += c.datagrams;
         e.records += c.records;
@@ -358,9 +349,7 @@ fn enrich_loop(
                 end.unwritten
             );
         }
-        let mut m = metrics.lock();
-        m.documents.insert("ndjson", end.written);
-        m.sink_failures.insert(("ndjson", "backlog_full"), end.dropped);
+        publish_sink(&mut metrics.lock(), end.written, end.dropped);
         // What reached the output, not what was made: the closing line must not claim documents a
         // failing disk refused.
         totals.documents = end.written;
@@ -383,11 +372,15 @@ fn publish_enrich(
     m.nat_events += now.nat_events - published.nat_events;
     m.queue_depth = depth;
     if let Some(s) = sink {
-        m.documents.insert("ndjson", s.written_documents());
-        m.sink_failures
-            .insert(("ndjson", "backlog_full"), s.dropped_documents());
+        publish_sink(&mut m, s.written_documents(), s.dropped_documents());
     }
     *published = now;
+}
+
+/// The NDJSON sink's totals so far: documents written, and dropped for want of a working target.
+fn publish_sink(m: &mut State, written: u64, dropped: u64) {
+    m.documents.insert("ndjson", written);
+    m.sink_failures.insert(("ndjson", "backlog_full"), dropped);
 }
 
 #[cfg(test)]

@@ -13,99 +13,73 @@ use std::time::Duration;
 use foldhash::HashMap;
 use podflow_telemetry::Throttle;
 
-use super::stats::{DecodeStats, ErrorCounts, ExporterStats, StatsKey};
+use super::stats::{DecodeStats, ExporterStats, StatsKey};
 use crate::model::Protocol;
 
 /// Exporters and domains with a report pending at most; past it, those with nothing pending are
 /// forgotten (the decoder's own limits keep the keys far fewer).
 const MAX_KEYS: usize = 4096;
 
-/// What went wrong for one exporter and domain since its last line.
-#[derive(Clone, Debug, Default)]
-struct Trouble {
-    protocol: Option<Protocol>,
-    errors: ErrorCounts,
-    lost_records: u64,
-    lost_datagrams: u64,
-    /// Data sets held for their template and dropped: expired, or refused by the hold limits.
-    unheld_sets: u64,
-    limit_hits: u64,
+/// Adds a period's counters `c` to those held since the last line, keeping the protocol last spoken.
+fn absorb(held: &mut ExporterStats, c: &ExporterStats) {
+    if c.protocol.is_some() {
+        held.protocol = c.protocol;
+    }
+    held.add(c);
 }
 
-impl Trouble {
-    /// Adds what `c` counted; returns how many problems that was.
-    fn add(&mut self, c: &ExporterStats) -> u64 {
-        if c.protocol.is_some() {
-            self.protocol = c.protocol;
+/// The log line of `key`, with the troubles among the counters `held` since its last one (which are
+/// then forgotten).
+fn line(key: &StatsKey, held: &mut ExporterStats) -> String {
+    let t = std::mem::take(held);
+    let mut o = String::from("podflow-collector: ");
+    if *key == StatsKey::OVERFLOW {
+        o.push_str("exporters beyond the exporter limit, or speaking no known version:");
+    } else {
+        let _ = write!(o, "exporter {} ({}", key.exporter, Protocol::label(t.protocol));
+        if let Some(d) = key.observation_domain {
+            let _ = write!(o, ", domain {d}");
         }
-        for (reason, n) in c.errors.iter() {
-            self.errors.add(reason, n);
-        }
-        self.lost_records += c.lost_records;
-        self.lost_datagrams += c.lost_datagrams;
-        self.unheld_sets += c.expired_sets + c.dropped_sets;
-        self.limit_hits += c.limit_hits;
-        c.troubles()
+        o.push_str("):");
     }
-
-    /// The log line of `key`, and the trouble forgotten.
-    fn line(&mut self, key: &StatsKey) -> String {
-        let t = std::mem::take(self);
-        let mut o = String::from("podflow-collector: ");
-        if *key == StatsKey::OVERFLOW {
-            o.push_str("exporters beyond the exporter limit, or speaking no known version:");
-        } else {
-            let _ = write!(o, "exporter {} ({}", key.exporter, protocol_name(t.protocol));
-            if let Some(d) = key.observation_domain {
-                let _ = write!(o, ", domain {d}");
-            }
-            o.push_str("):");
-        }
-        let mut parts = Vec::new();
-        if t.errors.total() > 0 {
-            let reasons: Vec<String> = t.errors.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            parts.push(format!(
-                "{} decode errors ({})",
-                t.errors.total(),
-                reasons.join(", ")
-            ));
-        }
-        let counts = [
-            (t.lost_records, "records lost by sequence numbers"),
-            (t.lost_datagrams, "datagrams lost by sequence numbers"),
-            (t.unheld_sets, "data sets dropped waiting for their template"),
-            (t.limit_hits, "refusals by state limits"),
-        ];
-        parts.extend(
-            counts
-                .iter()
-                .filter(|(n, _)| *n > 0)
-                .map(|(n, what)| format!("{n} {what}")),
-        );
-        let _ = write!(
-            o,
-            " {}; logged at most every {} s per exporter, podflow_collector_* metrics count all",
-            parts.join(", "),
-            podflow_telemetry::LOG_EVERY.as_secs()
-        );
-        o
+    let mut parts = Vec::new();
+    if t.errors.total() > 0 {
+        let reasons: Vec<String> = t.errors.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        parts.push(format!(
+            "{} decode errors ({})",
+            t.errors.total(),
+            reasons.join(", ")
+        ));
     }
-}
-
-fn protocol_name(p: Option<Protocol>) -> &'static str {
-    match p {
-        Some(Protocol::Ipfix) => "IPFIX",
-        Some(Protocol::NetflowV9) => "NetFlow v9",
-        Some(Protocol::NetflowV5) => "NetFlow v5",
-        None => "unknown version",
-    }
+    let counts = [
+        (t.lost_records, "records lost by sequence numbers"),
+        (t.lost_datagrams, "datagrams lost by sequence numbers"),
+        (
+            t.expired_sets + t.dropped_sets,
+            "data sets dropped waiting for their template",
+        ),
+        (t.limit_hits, "refusals by state limits"),
+    ];
+    parts.extend(
+        counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}")),
+    );
+    let _ = write!(
+        o,
+        " {}; logged at most every {} s per exporter, podflow_collector_* metrics count all",
+        parts.join(", "),
+        podflow_telemetry::LOG_EVERY.as_secs()
+    );
+    o
 }
 
 /// The pending reports of one decode thread.
 #[derive(Debug)]
 pub struct Reports {
     every: Duration,
-    pending: HashMap<StatsKey, (Throttle, Trouble)>,
+    pending: HashMap<StatsKey, (Throttle, ExporterStats)>,
 }
 
 impl Default for Reports {
@@ -135,18 +109,19 @@ impl Reports {
                 self.pending.retain(|_, (gate, _)| gate.pending() > 0);
             }
             let every = self.every;
-            let (gate, trouble) = self
+            let (gate, held) = self
                 .pending
                 .entry(*key)
-                .or_insert_with(|| (Throttle::new(every), Trouble::default()));
-            if gate.hit(trouble.add(c)).is_some() {
-                lines.push(trouble.line(key));
+                .or_insert_with(|| (Throttle::new(every), ExporterStats::default()));
+            absorb(held, c);
+            if gate.hit(c.troubles()).is_some() {
+                lines.push(line(key, held));
             }
         }
         // Problems held back earlier, now that their gate is open.
-        for (key, (gate, trouble)) in &mut self.pending {
+        for (key, (gate, held)) in &mut self.pending {
             if gate.hit(0).is_some() {
-                lines.push(trouble.line(key));
+                lines.push(line(key, held));
             }
         }
         lines.sort();
@@ -159,7 +134,7 @@ impl Reports {
             .pending
             .iter_mut()
             .filter(|(_, (gate, _))| gate.pending() > 0)
-            .map(|(key, (_, trouble))| trouble.line(key))
+            .map(|(key, (_, held))| line(key, held))
             .collect();
         self.pending.clear();
         lines.sort();
@@ -204,7 +179,7 @@ mod tests {
         assert_eq!(
             r.add(&bad),
             [
-                "podflow-collector: exporter 192.0.2.9:4739 (IPFIX, domain 7): 2 decode errors (truncated 2), \
+                "podflow-collector: exporter 192.0.2.9:4739 (ipfix, domain 7): 2 decode errors (truncated 2), \
               5 records lost by sequence numbers; logged at most every 10 s per exporter, \
               podflow_collector_* metrics count all"
             ]
@@ -229,7 +204,7 @@ mod tests {
                 .iter()
                 .all(|l| l.contains(" 3 data sets dropped waiting for their template;"))
         );
-        assert!(lines.iter().any(|l| l.contains("exporter 192.0.2.9:2 (IPFIX):")));
+        assert!(lines.iter().any(|l| l.contains("exporter 192.0.2.9:2 (ipfix):")));
         assert!(lines.iter().any(|l| l.contains("beyond the exporter limit")));
     }
 

@@ -102,6 +102,26 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
+    /// Adds `other`'s counters to these (the protocol stays as it is).
+    pub fn add(&mut self, other: &ExporterStats) {
+        self.datagrams += other.datagrams;
+        self.records += other.records;
+        self.options_records += other.options_records;
+        self.no_addresses += other.no_addresses;
+        self.templates += other.templates;
+        self.template_misses += other.template_misses;
+        self.lost_records += other.lost_records;
+        self.lost_datagrams += other.lost_datagrams;
+        self.held_sets += other.held_sets;
+        self.replayed_sets += other.replayed_sets;
+        self.expired_sets += other.expired_sets;
+        self.dropped_sets += other.dropped_sets;
+        self.limit_hits += other.limit_hits;
+        for (r, n) in other.errors.iter() {
+            self.errors.add(r, n);
+        }
+    }
+
     /// How many things were lost or refused: decode errors, records and datagrams missing by sequence
     /// numbers, held data sets dropped, state limits hit.
     pub fn troubles(&self) -> u64 {
@@ -135,22 +155,7 @@ impl DecodeStats {
     pub fn total(&self) -> ExporterStats {
         let mut t = ExporterStats::default();
         for c in self.by_key.values() {
-            t.datagrams += c.datagrams;
-            t.records += c.records;
-            t.options_records += c.options_records;
-            t.no_addresses += c.no_addresses;
-            t.templates += c.templates;
-            t.template_misses += c.template_misses;
-            t.lost_records += c.lost_records;
-            t.lost_datagrams += c.lost_datagrams;
-            t.held_sets += c.held_sets;
-            t.replayed_sets += c.replayed_sets;
-            t.expired_sets += c.expired_sets;
-            t.dropped_sets += c.dropped_sets;
-            t.limit_hits += c.limit_hits;
-            for (r, n) in c.errors.iter() {
-                t.errors.add(r, n);
-            }
+            t.add(c);
         }
         t
     }

@@ -137,6 +137,7 @@ impl Enricher {
         let source = lookup(record.src, sport);
         let destination = lookup(record.dst, dport);
         let backend_addr = translation.and_then(|t| t.backend);
+        // The backend stands in for the destination: its port narrows it when the destination's does.
         let backend = backend_addr.and_then(|(ip, port)| lookup(ip, dport.map(|_| port)));
         self.stats.flows += 1;
         self.stats.duplicates += u64::from(duplicate);
