@@ -462,34 +462,6 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// A few facts of the flow that decide most of its shape (which fields it has): the shape encoder
-    /// guesses a document's shape from those of earlier documents with the same hint.
-    pub(super) fn hint(&self) -> u64 {
-        let (r, f) = (self.r, self.flow);
-        let bit = |yes: bool, at: u32| u64::from(yes) << at;
-        u64::from(r.proto)
-            | bit(r.src.is_ipv4(), 8)
-            | bit(f.source.is_some(), 9)
-            | bit(f.destination.is_some(), 10)
-            | bit(f.backend.is_some(), 11)
-            | bit(f.backend_addr.is_some(), 12)
-            | bit(r.reverse.is_some(), 13)
-            | u64::from(r.biflow_direction.unwrap_or(3).min(3)) << 14
-            | bit(r.end_reason.is_some(), 16)
-            | bit(self.src_nat.is_some(), 17)
-            | bit(self.dst_nat.is_some(), 18)
-            | bit(self.start_ms.is_some(), 19)
-            | bit(self.end_ms.is_some(), 20)
-            | bit(self.end_ms == Some(self.timestamp_ms), 21)
-            | bit(r.icmp_type_code.is_some(), 22)
-            | bit(r.observer.pod_name.is_some(), 23)
-            | bit(r.observer.node_name.is_some(), 24)
-            | bit(r.post_nat_community_id.is_some(), 25)
-            | bit(r.nat_event.is_some(), 26)
-            | bit(r.conntrack_id.is_some(), 27)
-            | bit(r.conntrack_mark.is_some(), 28)
-    }
-
     fn address(&self, key: Key) -> Option<IpAddr> {
         match key {
             Key::SourceAddress => Some(self.r.src),

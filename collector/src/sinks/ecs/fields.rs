@@ -132,6 +132,16 @@ macro_rules! table {
         pub(crate) fn for_each_key(f: &mut impl EachKey) {
             $(f.field(Key::$key);)*
         }
+
+        /// Calls `f` with `key`, as a constant in each arm of one `match`: with a `field` that is
+        /// `#[inline(always)]`, each arm is that key's code alone (the shape encoder's dispatch on the
+        /// fields a document has, one jump per value).
+        #[inline(always)]
+        pub(crate) fn with_key(key: Key, f: &mut impl EachKey) {
+            match key {
+                $(Key::$key => f.field(Key::$key),)*
+            }
+        }
     };
 }
 

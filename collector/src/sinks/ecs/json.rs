@@ -547,25 +547,67 @@ const PAIRS: [u8; 200] = {
     t
 };
 
-/// Stores the decimal digits of `n` at the start of `room` (20 octets hold any); returns how many.
+/// "0." to "255.": the text of each octet of an IPv4 address and the dot after it (padded to four
+/// octets), and its length with the dot.
+const OCTETS: [([u8; 4], usize); 256] = {
+    let mut t = [([0u8; 4], 0usize); 256];
+    let mut i = 0;
+    while i < 256 {
+        let (mut text, mut len) = ([0u8; 4], 0);
+        if i >= 100 {
+            text[len] = b'0' + (i / 100) as u8;
+            len += 1;
+        }
+        if i >= 10 {
+            text[len] = b'0' + (i / 10 % 10) as u8;
+            len += 1;
+        }
+        text[len] = b'0' + (i % 10) as u8;
+        text[len + 1] = b'.';
+        t[i] = (text, len + 2);
+        i += 1;
+    }
+    t
+};
+
+/// Powers of ten that fit a `u64`.
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// Number of decimal digits of `n`: from its bit length (log10 2 is about 1233/4096), corrected by one
+/// comparison, with no division.
 #[inline(always)]
-fn put_number(room: &mut [u8], n: u64) -> usize {
-    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
-    let Some(digits) = room.get_mut(..len) else {
-        return len;
-    };
+fn digit_count(n: u64) -> usize {
+    let n = n | 1;
+    let guess = (((64 - n.leading_zeros()) * 1233) >> 12) as usize;
+    // guess <= 19: 64 * 1233 >> 12 is 19.
+    guess + usize::from(n >= POW10[guess.min(19)])
+}
+
+/// Stores the decimal digits of `n` at the start of `room` (20 octets hold any, the rest is room for
+/// indexes the compiler need not check); returns how many.
+#[inline(always)]
+fn put_number(room: &mut [u8; 32], n: u64) -> usize {
+    let len = digit_count(n);
     let (mut n, mut i) = (n, len);
     while i >= 2 {
-        // n % 100 < 100: the index is within the table.
+        // n % 100 < 100: the index is within the table; i <= 20, so the masks change nothing.
         let p = (n % 100) as usize * 2;
-        digits[i - 2] = PAIRS[p];
-        digits[i - 1] = PAIRS[p + 1];
+        room[(i - 2) & 31] = PAIRS[p];
+        room[(i - 1) & 31] = PAIRS[p + 1];
         n /= 100;
         i -= 2;
     }
     if i == 1 {
         // n < 10 here.
-        digits[0] = b'0' + n as u8;
+        room[0] = b'0' + n as u8;
     }
     len
 }
@@ -573,7 +615,7 @@ fn put_number(room: &mut [u8], n: u64) -> usize {
 /// Writes `n`'s decimal digits.
 #[inline(always)]
 fn digits(out: &mut Cursor<'_>, n: u64) {
-    if let Some(room) = out.room(20) {
+    if let Some(room) = out.room(32).and_then(|r| <&mut [u8; 32]>::try_from(r).ok()) {
         let len = put_number(room, n);
         out.advance(len);
     }
@@ -692,18 +734,18 @@ pub(crate) fn ip(out: &mut Cursor<'_>, ip: IpAddr) {
     match ip {
         // The common case, without the formatting machinery: stored in place, at most 17 octets.
         IpAddr::V4(v4) => {
-            if let Some(room) = out.room(17) {
+            if let Some(room) = out.room(20).and_then(|r| <&mut [u8; 20]>::try_from(r).ok()) {
                 room[0] = b'"';
                 let mut at = 1;
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        room[at] = b'.';
-                        at += 1;
-                    }
-                    at += put_number(&mut room[at..], u64::from(octet));
+                for octet in v4.octets() {
+                    // Each octet's text and a dot after it, four octets stored at once; the last dot
+                    // is written over by the closing quote. at <= 1 + 4 * 4 here.
+                    let (text, len) = OCTETS[usize::from(octet)];
+                    room[at % 17..at % 17 + 4].copy_from_slice(&text);
+                    at += len;
                 }
-                room[at] = b'"';
-                out.advance(at + 1);
+                room[(at - 1) % 20] = b'"';
+                out.advance(at);
             }
         }
         IpAddr::V6(v6) => {
@@ -930,6 +972,25 @@ mod tests {
                     m = 1;
                     y += 1;
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_at_every_power_of_ten_and_every_octet() {
+        for p in 0..20u32 {
+            let ten = 10u64.pow(p);
+            for n in [ten - 1, ten, ten + 1] {
+                assert_eq!(text(|o| digits(o, n)), n.to_string());
+            }
+        }
+        assert_eq!(text(|o| digits(o, u64::MAX)), u64::MAX.to_string());
+        for octet in 0..=255u8 {
+            for addr in [
+                std::net::Ipv4Addr::new(octet, 0, 255, octet),
+                std::net::Ipv4Addr::new(255, octet, octet, 9),
+            ] {
+                assert_eq!(text(|o| ip(o, addr.into())), format!("\"{addr}\""));
             }
         }
     }

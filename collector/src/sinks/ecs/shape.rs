@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use foldhash::HashMap;
 
 use super::encoder::{Context, Doc, LAYOUT, Val};
-use super::fields::{EachKey, FIELDS, Key, NAMES, for_each_key};
+use super::fields::{EachKey, FIELDS, Key, NAMES, for_each_key, with_key};
 use super::json::{Cursor, ObjectWriter};
 use crate::model::EnrichedFlow;
 
@@ -26,45 +26,36 @@ const _: () = assert!(NAMES.len() <= 128, "a shape is a u128: at most 128 fields
 /// An ECS encoder that remembers the shapes of the documents it wrote. Writes exactly what
 /// [`encode_into`](super::encode_into) writes (a property test holds them equal).
 ///
-/// A document is written in one pass over the fields, each value straight after the shape's text before
-/// it, with the shape guessed from a few facts of the flow (its protocol, which endpoints are
-/// attributed, which optional parts it has: [`Doc::hint`]). The pass works out the document's real shape
-/// as it goes; when the guess was wrong (two flows alike in those facts and different in some other
-/// field), the document is written again with the real one, which is then the guess for such flows.
+/// A document is written in two passes: the first works out its shape (which fields it has: a bit per
+/// field, the text of each absent field's arm reduced to a test), the second walks the shape's values
+/// only, each written straight after the shape's text before it. Absent fields cost the first pass a
+/// test each and the second nothing; present ones cost a copy and one jump to their value's code.
 #[derive(Default)]
 pub struct Encoder {
     /// Known shapes, by their bits, as indexes into `texts`.
     shapes: HashMap<u128, usize>,
     texts: Vec<Shape>,
-    /// `(hint, index into texts)` of the last document of each hint, by the hint's hash.
-    guesses: Vec<Option<(u64, usize)>>,
-    /// Documents written again because their guessed shape was wrong.
-    misses: u64,
+    /// The bits and index of the last document's shape: runs of flows of one kind are common.
+    last: Option<(u128, usize)>,
 }
-
-/// Slots of the guess table (a power of two).
-const GUESSES: usize = 256;
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder")
             .field("shapes", &self.shapes.len())
-            .field("misses", &self.misses)
             .finish()
     }
 }
 
 /// The text of one shape, and where its values go in it.
 struct Shape {
-    /// The shape's bits.
-    bits: u128,
     /// The text, followed by [`PAD`] zero octets so that any piece of it can be copied in a block of
     /// fixed size.
     text: Box<[u8]>,
     /// Length of the text without the padding.
     len: usize,
-    /// `ends[i]`: where the text before the `i`th value (in table order) ends.
-    ends: Box<[usize]>,
+    /// The shape's values in table order: each field, and where the text before its value ends.
+    values: Box<[(usize, Key)]>,
 }
 
 /// Zero octets after a shape's text.
@@ -103,118 +94,61 @@ impl Encoder {
         self.shapes.len()
     }
 
-    /// Documents written twice because the shape guessed for them was not theirs.
-    pub fn misses(&self) -> u64 {
-        self.misses
-    }
-
     /// Writes the ECS document of `flow` at the start of `buf` and returns its length, or `None` when it
     /// does not fit; as [`encode_into`](super::encode_into).
     pub fn encode_into(&mut self, flow: &EnrichedFlow, ctx: &Context<'_>, buf: &mut [u8]) -> Option<usize> {
         let doc = Doc::new(flow, ctx);
-        let hint = doc.hint();
-        // The hint's bits are few and clustered: a multiplication spreads them over the slot index.
-        let slot = (hint.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % GUESSES;
-        if self.guesses.is_empty() {
-            self.guesses = vec![None; GUESSES];
-        }
-        let guess = match self.guesses.get(slot) {
-            Some(&Some((h, index))) if h == hint => self.texts.get(index),
-            _ => None,
+        let mut only = Bits { doc: &doc, bits: 0 };
+        for_each_key(&mut only);
+        let bits = only.bits;
+        let index = match self.last {
+            Some((last, index)) if last == bits => index,
+            _ => self.shape_of(&doc, bits),
         };
-        let bits = match guess {
-            Some(shape) => match write(&doc, shape, buf) {
-                Written::Done(n) => return n,
-                Written::Other(bits) => {
-                    self.misses += 1;
-                    bits
-                }
-            },
-            None => {
-                let mut only = Bits { doc: &doc, bits: 0 };
-                for_each_key(&mut only);
-                only.bits
-            }
-        };
+        self.texts.get(index).and_then(|shape| write(&doc, shape, buf))
+    }
+
+    /// The index of shape `bits` (`doc`'s), made from `doc` the first time it is met.
+    fn shape_of(&mut self, doc: &Doc<'_>, bits: u128) -> usize {
         if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&bits) {
             self.shapes.clear();
             self.texts.clear();
-            self.guesses.iter_mut().for_each(|g| *g = None);
         }
         let index = match self.shapes.entry(bits) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
-                self.texts.push(Shape::new(&doc, bits));
+                self.texts.push(Shape::new(doc, bits));
                 *e.insert(self.texts.len() - 1)
             }
         };
-        if let Some(g) = self.guesses.get_mut(slot) {
-            *g = Some((hint, index));
-        }
-        match self.texts.get(index).map(|shape| write(&doc, shape, buf)) {
-            Some(Written::Done(n)) => n,
-            // The document's own shape always fits it: never reached.
-            _ => None,
-        }
+        self.last = Some((bits, index));
+        index
     }
 }
 
-/// What [`write`] did.
-enum Written {
-    /// The document, or `None` when it did not fit the buffer.
-    Done(Option<usize>),
-    /// The document's shape is not the one it was written with: these are its bits.
-    Other(u128),
-}
-
-/// Writes `doc` in `shape`, each value as it is worked out.
-fn write(doc: &Doc<'_>, shape: &Shape, buf: &mut [u8]) -> Written {
-    let mut w = Fused {
-        doc,
-        shape,
-        out: Cursor::new(buf),
-        bits: 0,
-        values: 0,
-        at: 0,
-    };
-    for_each_key(&mut w);
-    if w.bits != shape.bits || w.values != shape.ends.len() {
-        return Written::Other(w.bits);
+/// Writes `doc` in `shape`, its own: the shape's text with each value after the piece before it.
+fn write(doc: &Doc<'_>, shape: &Shape, buf: &mut [u8]) -> Option<usize> {
+    let mut out = Cursor::new(buf);
+    let mut at = 0;
+    for &(end, key) in shape.values.iter() {
+        shape.put(&mut out, at, end);
+        with_key(key, &mut Value { doc, out: &mut out });
+        at = end;
     }
-    shape.put(&mut w.out, w.at, shape.len);
-    Written::Done(w.out.finish())
+    shape.put(&mut out, at, shape.len);
+    out.finish()
 }
 
-/// Writes each value after the shape's text before it, and notes which fields the document has.
-struct Fused<'d, 'a, 's, 'b> {
+/// Writes the value of the field it is called with.
+struct Value<'d, 'a, 'o, 'b> {
     doc: &'d Doc<'a>,
-    shape: &'s Shape,
-    out: Cursor<'b>,
-    bits: u128,
-    /// Values met so far (fixed ones, which the shape's text holds, not counted).
-    values: usize,
-    /// Where the shape's text written so far ends.
-    at: usize,
+    out: &'o mut Cursor<'b>,
 }
 
-impl EachKey for Fused<'_, '_, '_, '_> {
+impl EachKey for Value<'_, '_, '_, '_> {
     #[inline(always)]
     fn field(&mut self, key: Key) {
-        let v = self.doc.value(key);
-        if matches!(v, Val::Absent) {
-            return;
-        }
-        self.bits |= 1 << key as usize;
-        if matches!(v, Val::Fixed(_)) {
-            return;
-        }
-        // Past the shape's last value the guess was wrong: the rest only counts.
-        if let Some(&end) = self.shape.ends.get(self.values) {
-            self.shape.put(&mut self.out, self.at, end);
-            self.doc.put_inline(v, &mut self.out);
-            self.at = end;
-        }
-        self.values += 1;
+        self.doc.put_inline(self.doc.value(key), self.out);
     }
 }
 
@@ -240,7 +174,7 @@ impl Shape {
         let mut buf = vec![0u8; 8192];
         loop {
             let mut out = Cursor::new(&mut buf);
-            let mut ends = Vec::new();
+            let mut values = Vec::new();
             let mut w = ObjectWriter::begin(&mut out, &LAYOUT);
             for (name, field) in FIELDS.iter().enumerate() {
                 if shape & (1 << name) == 0 {
@@ -255,11 +189,11 @@ impl Shape {
                     Val::Members(_) => {
                         let object = w.object_of(name);
                         w.enter(object);
-                        ends.push(w.out().position());
+                        values.push((w.out().position(), field.key));
                     }
                     _ => {
                         w.key(name);
-                        ends.push(w.out().position());
+                        values.push((w.out().position(), field.key));
                     }
                 }
             }
@@ -268,10 +202,9 @@ impl Shape {
                 let mut text = buf[..n].to_vec();
                 text.resize(n + PAD, 0);
                 return Shape {
-                    bits: shape,
                     text: text.into(),
                     len: n,
-                    ends: ends.into(),
+                    values: values.into(),
                 };
             }
             let more = buf.len() * 2;
