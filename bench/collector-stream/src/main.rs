@@ -7,10 +7,13 @@
 //!   sent as JSON.
 //! * `count` counts the lines of collectors' JSON output, the malformed ones, and sums one numeric
 //!   member, quickly enough for files of many gigabytes.
+//! * `stages` runs podflow-collector's decode, enrich and encode steps on a recorded stream in one
+//!   thread, and prints their CPU time per record (and is what to run under callgrind).
 
 mod cluster;
 mod count;
 mod replay;
+mod stages;
 mod stream;
 
 use std::net::SocketAddr;
@@ -80,6 +83,24 @@ enum Command {
         /// Files.
         files: Vec<PathBuf>,
     },
+    /// Runs podflow-collector's decode, enrich and encode steps on a recorded stream in one thread (no
+    /// sockets, no disk) and prints their CPU time per record as JSON. Under callgrind, count only the
+    /// measured part: valgrind --tool=callgrind --toggle-collect='*stages*measured*' collector-stream
+    /// stages ...
+    Stages {
+        /// Stream file.
+        #[arg(long, value_name = "FILE")]
+        stream: PathBuf,
+        /// The inventory the stream was recorded with (a file or a directory).
+        #[arg(long, value_name = "PATH")]
+        inventory: PathBuf,
+        /// Datagrams processed first and not counted.
+        #[arg(long, default_value_t = 2_000)]
+        warm: usize,
+        /// Datagrams of the recording used in all (0: every one).
+        #[arg(long, default_value_t = 0)]
+        datagrams: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +152,18 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Count { sum_after, files } => {
             println!("{}", count::count(&files, sum_after.as_deref())?);
+        }
+        Command::Stages {
+            stream,
+            inventory,
+            warm,
+            datagrams,
+        } => {
+            let mut dgs = stream::load(&stream)?;
+            if datagrams > 0 {
+                dgs.truncate(datagrams);
+            }
+            println!("{}", stages::stages(&dgs, &inventory, warm)?);
         }
     }
     Ok(())
