@@ -4,26 +4,14 @@
 use podflow_telemetry::{Render, family};
 use std::collections::BTreeMap;
 
-/// Counters of one exporter (address, protocol).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExporterCounters {
-    /// Datagrams decoded.
-    pub datagrams: u64,
-    /// Flow records decoded.
-    pub records: u64,
-    /// Records missing by sequence numbers (IPFIX, NetFlow v5).
-    pub lost_records: u64,
-    /// Datagrams missing by sequence numbers (NetFlow v9 numbers datagrams, not records).
-    pub lost_datagrams: u64,
-    /// Data sets whose template was unknown.
-    pub template_misses: u64,
-}
+use crate::decode::ExporterStats;
 
 /// Everything the collector reports about itself.
 #[derive(Clone, Debug, Default)]
 pub struct State {
-    /// Per exporter address and protocol label.
-    pub exporters: BTreeMap<(String, &'static str), ExporterCounters>,
+    /// The decoders' counters per exporter address and protocol label (every source port and
+    /// observation domain of the address summed).
+    pub exporters: BTreeMap<(String, &'static str), ExporterStats>,
     /// Decode errors by reason.
     pub decode_errors: BTreeMap<String, u64>,
     /// Datagrams dropped because decoding fell behind, and dropped by the kernel (socket overruns).
@@ -52,7 +40,7 @@ pub type Metrics = podflow_telemetry::Shared<State>;
 impl Render for State {
     fn render(&self, o: &mut String) {
         let s = self;
-        let per_exporter = |pick: fn(&ExporterCounters) -> u64| {
+        let per_exporter = |pick: fn(&ExporterStats) -> u64| {
             s.exporters
                 .iter()
                 .map(|((e, p), c)| {
@@ -195,12 +183,11 @@ mod tests {
         let m = Metrics::default();
         m.lock().exporters.insert(
             ("192.0.2.1".into(), "netflow_v9"),
-            ExporterCounters {
+            ExporterStats {
                 datagrams: 10,
                 records: 200,
-                lost_records: 0,
                 lost_datagrams: 3,
-                template_misses: 0,
+                ..ExporterStats::default()
             },
         );
         let text = m.render();

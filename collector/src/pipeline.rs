@@ -253,11 +253,7 @@ fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
             .exporters
             .entry((key.exporter.ip().to_string(), Protocol::label(c.protocol)))
             .or_default();
-        e.datagrams += c.datagrams;
-        e.records += c.records;
-        e.lost_records += c.lost_records;
-        e.lost_datagrams += c.lost_datagrams;
-        e.template_misses += c.template_misses;
+        e.add(c);
         for (reason, n) in c.errors.iter() {
             *m.decode_errors.entry(reason.to_string()).or_default() += n;
         }

@@ -12,6 +12,11 @@ use serde_json::json;
 
 use crate::stream::Datagram;
 
+/// The loopback address exporter `index` of a recording sends from (127.0.1.1 onwards).
+pub fn exporter_ip(index: u32) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 1, (index % 250 + 1) as u8)
+}
+
 /// How to replay.
 pub struct ReplayConfig {
     /// The collector.
@@ -28,7 +33,7 @@ pub fn replay(stream: &[Datagram], cfg: &ReplayConfig) -> anyhow::Result<serde_j
     let exporters = stream.iter().map(|d| d.exporter as usize + 1).max().unwrap_or(0);
     let mut sockets = Vec::with_capacity(exporters);
     for e in 0..exporters {
-        let ip = Ipv4Addr::new(127, 0, 1, (e % 250 + 1) as u8);
+        let ip = exporter_ip(e as u32);
         let s = UdpSocket::bind((ip, 0)).with_context(|| format!("binding {ip}"))?;
         s.connect(cfg.to)
             .with_context(|| format!("connecting to {}", cfg.to))?;

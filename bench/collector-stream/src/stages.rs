@@ -9,7 +9,7 @@
 //! [`measured`], never inlined, so `valgrind --tool=callgrind --toggle-collect='*stages*measured*'`
 //! counts the instructions of exactly that part.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -22,6 +22,7 @@ use podflow_collector::sinks::ecs::Context;
 use podflow_collector::sinks::ndjson::{NdjsonSink, Target};
 use serde_json::json;
 
+use crate::replay::exporter_ip;
 use crate::stream::Datagram;
 
 /// What one pass over datagrams did: records decoded and documents written, CPU seconds of each step.
@@ -91,7 +92,7 @@ fn run(steps: &mut Steps<'_>, datagrams: &[Datagram]) -> Pass {
     for chunk in datagrams.chunks(CHUNK) {
         let start = thread_cpu_s();
         for d in chunk {
-            let from = SocketAddr::from((Ipv4Addr::new(127, 0, 1, (d.exporter % 250 + 1) as u8), 4739));
+            let from = SocketAddr::from((exporter_ip(d.exporter), 4739));
             steps
                 .decoder
                 .decode(from, &d.bytes, steps.now_ms, &mut |r| records.push(r));
