@@ -174,8 +174,14 @@ struct Cached {
 pub(crate) struct Session {
     templates: TemplateMap,
     next_sequence: Option<u32>,
+    /// The last in-order message's own number, for exporters that count its records in it.
+    last_sequence: Option<u32>,
+    /// The session's exporter numbers each message with the records sent *including* its own.
+    inclusive: bool,
     /// Where the stream would go on if the last message that was behind started a new count.
     restart_sequence: Option<u32>,
+    /// The number of that message.
+    restart_last: Option<u32>,
 }
 
 fn alive(policy: TemplatePolicy, c: &Cached, now: u64) -> bool {
@@ -262,21 +268,47 @@ impl Scope<'_> {
     /// Sequence tracking (see [`TemplateCache::track_sequence`]).
     pub(crate) fn track_sequence(&mut self, sequence: u32, records: Option<u32>) -> SequenceCheck {
         let session = &mut *self.session;
+        // Where an exporter that counts a message's own records in its number would be.
+        let own = |last: Option<u32>| last.zip(records).map(|(l, n)| l.wrapping_add(n));
+        let inclusive = own(session.last_sequence);
         let check = match session.next_sequence {
             None => SequenceCheck::Start,
-            Some(expected) => match sequence.wrapping_sub(expected) {
-                0 => SequenceCheck::InOrder,
-                _ if session.restart_sequence == Some(sequence) => SequenceCheck::InOrder,
-                gap if gap < 1 << 31 => SequenceCheck::Lost(gap),
-                _ => SequenceCheck::Behind,
-            },
+            Some(expected) if expected == sequence => {
+                // Where the two numberings differ, this one is RFC 7011's.
+                session.inclusive &= inclusive == Some(sequence);
+                SequenceCheck::InOrder
+            }
+            Some(_)
+                if session.restart_sequence == Some(sequence)
+                    || own(session.restart_last) == Some(sequence) =>
+            {
+                SequenceCheck::InOrder
+            }
+            Some(_) if inclusive == Some(sequence) => {
+                session.inclusive = true;
+                SequenceCheck::InOrder
+            }
+            Some(expected) => {
+                let from = match (session.inclusive, inclusive) {
+                    (true, Some(e)) => e,
+                    _ => expected,
+                };
+                match sequence.wrapping_sub(from) {
+                    gap if gap < 1 << 31 => SequenceCheck::Lost(gap),
+                    _ => SequenceCheck::Behind,
+                }
+            }
         };
         let next = records.map(|n| sequence.wrapping_add(n));
+        let last = records.map(|_| sequence);
         if check == SequenceCheck::Behind {
             session.restart_sequence = next;
+            session.restart_last = last;
         } else {
             session.next_sequence = next;
+            session.last_sequence = last;
             session.restart_sequence = None;
+            session.restart_last = None;
         }
         check
     }
@@ -385,6 +417,13 @@ impl TemplateCache {
     /// but if the next message follows on from it, the exporter restarted and tracking follows the new count
     /// (without that, every message up to the old number would be "behind" and the first one past it would
     /// report a loss that never happened).
+    ///
+    /// Some exporters (softflowd 1.1) number each message with the data records sent *including* its own,
+    /// where RFC 7011 asks for those sent before it. A message at the previous message's number plus its
+    /// own records is taken as in order; once a session has shown that numbering (two messages of
+    /// different sizes), its losses are counted from it, so a lost message counts its records rather than
+    /// the difference between two messages' sizes. A message that only RFC 7011's numbering explains
+    /// turns that off again.
     pub fn track_sequence(&mut self, key: &SessionKey, sequence: u32, records: Option<u32>) -> SequenceCheck {
         match self.scope(key) {
             Ok(mut scope) => scope.track_sequence(sequence, records),
@@ -524,6 +563,38 @@ mod tests {
         assert_eq!(c.track_sequence(&k, 3, Some(1)), SequenceCheck::Behind);
         assert_eq!(c.track_sequence(&k, 17, None), SequenceCheck::InOrder);
         assert_eq!(c.track_sequence(&k, 40, Some(1)), SequenceCheck::Start);
+    }
+
+    #[test]
+    fn sequence_numbers_that_count_the_message_own_records_are_in_order() {
+        let mut c = TemplateCache::default();
+        let k = key(1, 0);
+        // Each number is the records sent so far, this message's included (softflowd 1.1's IPFIX).
+        assert_eq!(c.track_sequence(&k, 3, Some(3)), SequenceCheck::Start);
+        for (sequence, records) in [(8, 5), (10, 2), (17, 7), (24, 7), (25, 1)] {
+            assert_eq!(
+                c.track_sequence(&k, sequence, Some(records)),
+                SequenceCheck::InOrder
+            );
+        }
+        // A message of 4 records (29) is lost: the next, of 6, is 35.
+        assert_eq!(c.track_sequence(&k, 35, Some(6)), SequenceCheck::Lost(4));
+        assert_eq!(c.track_sequence(&k, 37, Some(2)), SequenceCheck::InOrder);
+        // The exporter restarts its count; the message after follows on from it.
+        assert_eq!(c.track_sequence(&k, 2, Some(2)), SequenceCheck::Behind);
+        assert_eq!(c.track_sequence(&k, 7, Some(5)), SequenceCheck::InOrder);
+        assert_eq!(c.track_sequence(&k, 8, Some(1)), SequenceCheck::InOrder);
+    }
+
+    #[test]
+    fn an_rfc_numbered_session_counts_a_lost_message_by_the_numbers_before_it() {
+        let mut c = TemplateCache::default();
+        let k = key(1, 0);
+        assert_eq!(c.track_sequence(&k, 0, Some(3)), SequenceCheck::Start);
+        assert_eq!(c.track_sequence(&k, 3, Some(5)), SequenceCheck::InOrder);
+        // Lost: a message of 4 records at 8. The next (12, 6 records) is not 8 + 6 either.
+        assert_eq!(c.track_sequence(&k, 12, Some(6)), SequenceCheck::Lost(4));
+        assert_eq!(c.track_sequence(&k, 18, Some(2)), SequenceCheck::InOrder);
     }
 
     #[test]
