@@ -173,15 +173,13 @@ struct Cached {
 #[derive(Default)]
 pub(crate) struct Session {
     templates: TemplateMap,
-    next_sequence: Option<u32>,
-    /// The last in-order message's own number, for exporters that count its records in it.
-    last_sequence: Option<u32>,
+    /// The last in-order message: its sequence number and its data records.
+    last: Option<(u32, u32)>,
     /// The session's exporter numbers each message with the records sent *including* its own.
     inclusive: bool,
-    /// Where the stream would go on if the last message that was behind started a new count.
-    restart_sequence: Option<u32>,
-    /// The number of that message.
-    restart_last: Option<u32>,
+    /// The last message that was behind (number, records): where the stream would go on from if it
+    /// started a new count.
+    restart: Option<(u32, u32)>,
 }
 
 fn alive(policy: TemplatePolicy, c: &Cached, now: u64) -> bool {
@@ -268,20 +266,19 @@ impl Scope<'_> {
     /// Sequence tracking (see [`TemplateCache::track_sequence`]).
     pub(crate) fn track_sequence(&mut self, sequence: u32, records: Option<u32>) -> SequenceCheck {
         let session = &mut *self.session;
-        // Where an exporter that counts a message's own records in its number would be.
-        let own = |last: Option<u32>| last.zip(records).map(|(l, n)| l.wrapping_add(n));
-        let inclusive = own(session.last_sequence);
-        let check = match session.next_sequence {
+        // Where the message after `m` is: RFC 7011's numbering (m's number and records), and that of
+        // an exporter that counts a message's own records in its number (m's number and this one's).
+        let rfc = |m: Option<(u32, u32)>| m.map(|(s, n)| s.wrapping_add(n));
+        let own = |m: Option<(u32, u32)>| m.zip(records).map(|((s, _), n)| s.wrapping_add(n));
+        let inclusive = own(session.last);
+        let check = match rfc(session.last) {
             None => SequenceCheck::Start,
             Some(expected) if expected == sequence => {
                 // Where the two numberings differ, this one is RFC 7011's.
                 session.inclusive &= inclusive == Some(sequence);
                 SequenceCheck::InOrder
             }
-            Some(_)
-                if session.restart_sequence == Some(sequence)
-                    || own(session.restart_last) == Some(sequence) =>
-            {
+            Some(_) if rfc(session.restart) == Some(sequence) || own(session.restart) == Some(sequence) => {
                 SequenceCheck::InOrder
             }
             Some(_) if inclusive == Some(sequence) => {
@@ -299,16 +296,12 @@ impl Scope<'_> {
                 }
             }
         };
-        let next = records.map(|n| sequence.wrapping_add(n));
-        let last = records.map(|_| sequence);
+        let this = records.map(|n| (sequence, n));
         if check == SequenceCheck::Behind {
-            session.restart_sequence = next;
-            session.restart_last = last;
+            session.restart = this;
         } else {
-            session.next_sequence = next;
-            session.last_sequence = last;
-            session.restart_sequence = None;
-            session.restart_last = None;
+            session.last = this;
+            session.restart = None;
         }
         check
     }
