@@ -9,7 +9,7 @@ mode=${1:-test}
 
 build_pkgs=(libpcap-dev pkg-config curl python3)
 test_pkgs=(tshark nfdump softflowd pmacct python3-ipfix tcpreplay conntrack iproute2 iptables
-  prometheus valgrind g++ time)
+  prometheus valgrind g++ time openssl)
 
 case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;

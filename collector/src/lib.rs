@@ -11,6 +11,7 @@
 //! * [`pipeline`]: the threads and bounded queues that run the stages, with [`pool`]s of their batches;
 //!   [`metrics`]: self metrics.
 //! * [`inspect`]: the `decode` subcommand, IPFIX messages and files to JSON lines.
+//! * [`webhook`]: the `webhook` subcommand, sidecar injection by a mutating admission webhook.
 
 pub mod decode;
 pub mod enrich;
@@ -22,3 +23,4 @@ pub mod pipeline;
 pub mod pool;
 pub mod receive;
 pub mod sinks;
+pub mod webhook;

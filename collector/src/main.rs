@@ -143,23 +143,72 @@ enum Command {
         #[arg(long)]
         templates: bool,
     },
+    /// Serve the sidecar-injection webhook: a mutating admission webhook (HTTPS, AdmissionReview v1 on
+    /// POST /mutate) that adds the podflow-exporter probe container to new pods.
+    ///
+    /// Register it with a MutatingWebhookConfiguration whose namespaceSelector matches the label
+    /// podflow.io/inject=enabled (the Helm chart does). A pod annotated podflow.io/inject: "false", a pod
+    /// that already has a container named podflow-probe, and a host-network pod are left as they are;
+    /// every pod is allowed. The certificate files are read again when they change.
+    /// Example:
+    ///   podflow-collector webhook --tls-cert /tls/tls.crt --tls-key /tls/tls.key \
+    ///       --sidecar-image podflow/podflow:0.1.0 --collector podflow-collector.podflow:4739
+    #[command(verbatim_doc_comment)]
+    Webhook(Box<WebhookArgs>),
+}
+
+#[derive(Args, Debug)]
+struct WebhookArgs {
+    /// HTTPS address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8443",
+        env = "PODFLOW_WEBHOOK_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// PEM certificate (chain) the webhook serves.
+    #[arg(long, value_name = "PATH", env = "PODFLOW_WEBHOOK_TLS_CERT")]
+    tls_cert: PathBuf,
+    /// PEM private key of that certificate.
+    #[arg(long, value_name = "PATH", env = "PODFLOW_WEBHOOK_TLS_KEY")]
+    tls_key: PathBuf,
+    /// Image of the injected probe container (podflow-exporter).
+    #[arg(long, value_name = "IMAGE", env = "PODFLOW_SIDECAR_IMAGE")]
+    sidecar_image: String,
+    /// imagePullPolicy of the injected container.
+    #[arg(long, value_name = "POLICY", default_value = "IfNotPresent")]
+    sidecar_pull_policy: String,
+    /// Collector the injected probe exports to, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", env = "PODFLOW_SIDECAR_COLLECTOR")]
+    collector: String,
+    /// Interface the probe captures inside the pod (repeatable). Default: eth0.
+    #[arg(long = "sidecar-interface", value_name = "PATTERN")]
+    sidecar_interfaces: Vec<String>,
+    /// CPU request of the injected container.
+    #[arg(long, value_name = "QUANTITY", default_value = "10m")]
+    sidecar_cpu_request: String,
+    /// Memory request of the injected container.
+    #[arg(long, value_name = "QUANTITY", default_value = "32Mi")]
+    sidecar_memory_request: String,
+    /// Memory limit of the injected container.
+    #[arg(long, value_name = "QUANTITY", default_value = "128Mi")]
+    sidecar_memory_limit: String,
+    /// Extra argument for the injected probe (repeatable), e.g. --sidecar-arg=--idle-timeout=30.
+    #[arg(long = "sidecar-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sidecar_args: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(Command::Decode {
-        files,
-        podflow_pen,
-        templates,
-    }) = cli.command
-    else {
-        return match serve(cli.serve) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("podflow-collector: {e:#}");
-                ExitCode::from(2)
-            }
-        };
+    let (files, podflow_pen, templates) = match cli.command {
+        Some(Command::Decode {
+            files,
+            podflow_pen,
+            templates,
+        }) => (files, podflow_pen, templates),
+        Some(Command::Webhook(w)) => return exit(webhook(*w)),
+        None => return exit(serve(cli.serve)),
     };
     match inspect::run(&files, podflow_pen, templates, &mut std::io::stdout().lock()) {
         Ok(report) if report.errors == 0 => ExitCode::SUCCESS,
@@ -174,6 +223,58 @@ fn main() -> ExitCode {
             eprintln!("podflow-collector: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn exit(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podflow-collector: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn webhook(w: WebhookArgs) -> anyhow::Result<()> {
+    use podflow_collector::webhook::{SidecarResources, SidecarSpec, server};
+    let cfg = server::WebhookConfig {
+        listen: w.listen,
+        cert: w.tls_cert,
+        key: w.tls_key,
+        sidecar: SidecarSpec {
+            image: w.sidecar_image,
+            pull_policy: w.sidecar_pull_policy,
+            collector: w.collector,
+            interfaces: w.sidecar_interfaces,
+            resources: SidecarResources {
+                cpu_request: w.sidecar_cpu_request,
+                memory_request: w.sidecar_memory_request,
+                memory_limit: w.sidecar_memory_limit,
+            },
+            extra_args: w.sidecar_args,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = server::serve(cfg) => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = terminate() => Ok(()),
+        }
+    })
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends to stop a pod).
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 
