@@ -291,10 +291,14 @@ case "$cmd" in
     printf 'etcd_port=%s\netcd_peer_port=%s\napiserver_port=%s\n' "$etcd_port" "$etcd_peer_port" \
       "$apiserver_port" >"$dir/ports.env"
     echo "$bin" >"$dir/bin"
-    start_etcd || { stop_one "$dir/etcd.pid"; exit 1; }
+    # Whatever fails (or an interrupt) from here on leaves nothing running.
+    trap 'stop_one "$dir/kube-apiserver.pid"; stop_one "$dir/etcd.pid"' EXIT
+    trap 'exit 1' INT TERM
+    start_etcd
     echo "http://127.0.0.1:$etcd_port" >"$dir/etcd-endpoint"
     write_kubeconfig
-    start_apiserver || { stop_one "$dir/kube-apiserver.pid"; stop_one "$dir/etcd.pid"; exit 1; }
+    start_apiserver
+    trap - EXIT
     echo "kube-apiserver.sh: ready at https://127.0.0.1:$apiserver_port (kubeconfig $dir/kubeconfig)"
     ;;
   stop)
@@ -305,7 +309,10 @@ case "$cmd" in
     load_ports
     bin=$(cat "$dir/bin")
     stop_one "$dir/kube-apiserver.pid"
-    start_apiserver || { stop_one "$dir/kube-apiserver.pid"; exit 1; }
+    trap 'stop_one "$dir/kube-apiserver.pid"' EXIT
+    trap 'exit 1' INT TERM
+    start_apiserver
+    trap - EXIT
     ;;
   compact-etcd)
     load_ports
