@@ -2,7 +2,8 @@
 # Installs what podflow needs on a fresh Debian machine that has only Rust.
 #   scripts/install-deps.sh build   libpcap headers: enough to build and run the demo
 #   scripts/install-deps.sh test    everything the tests talk to: peers (tshark, nfdump, softflowd, pmacct,
-#                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, cargo-fuzz
+#                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, openssl,
+#                                   cargo-fuzz; checks that Go (1.25 or later) is there to build kube-apiserver
 # Packages already present are not fetched again. Needs root (or sudo).
 set -euo pipefail
 mode=${1:-test}
@@ -39,5 +40,18 @@ fi
 if [ "$mode" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "install-deps: installing cargo-fuzz"
   cargo install --quiet --locked cargo-fuzz
+fi
+if [ "$mode" = test ]; then
+  # scripts/kube-apiserver.sh builds kube-apiserver and etcd from the Go module proxy; Go is not installed here.
+  go=$(command -v go || { [ -x /usr/local/go/bin/go ] && echo /usr/local/go/bin/go; } || true)
+  if [ -z "$go" ]; then
+    echo "install-deps: go is missing: the Kubernetes API server tests build kube-apiserver with Go 1.25 or" >&2
+    echo "install-deps: later (https://go.dev/dl/, unpacked in /usr/local/go or on PATH)" >&2
+    exit 1
+  fi
+  if ! "$go" version | awk '{ split($3, v, "."); sub("go", "", v[1]); exit !(v[1] > 1 || v[2] + 0 >= 25) }'; then
+    echo "install-deps: $("$go" version) is too old: kube-apiserver needs Go 1.25 or later" >&2
+    exit 1
+  fi
 fi
 echo "install-deps: $mode prerequisites present"

@@ -14,6 +14,8 @@
 //! - [`pcap`]: a minimal pcap writer, so a peer dissector can read the exact datagrams from a file.
 //! - [`peer`]: finding peer programs, waiting (bounded) for them to listen, and stopping them.
 //! - [`netns`]: network namespaces joined by veth pairs, for live capture tests (root only).
+//! - [`kubeapi`]: a real Kubernetes API server on etcd (`scripts/kube-apiserver.sh`), its REST API over
+//!   HTTPS, restarts and etcd compaction.
 //! - [`kubenode`]: a Kubernetes node with pods, a Service (iptables DNAT) and masquerading, in network
 //!   namespaces, and `conntrack -L` as an oracle (root only).
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
@@ -24,6 +26,7 @@ pub mod collector;
 pub mod expect;
 pub mod exported;
 pub mod flows;
+pub mod kubeapi;
 pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
