@@ -19,6 +19,7 @@
 //! - [`kubenode`]: a Kubernetes node with pods, a Service (iptables DNAT) and masquerading, in network
 //!   namespaces, and `conntrack -L` as an oracle (root only).
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
+//! - [`webhook`]: `podflow-collector webhook` with an openssl-made CA and certificate.
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 
 pub mod binaries;
@@ -34,3 +35,4 @@ pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
 pub mod peer;
+pub mod webhook;

@@ -4,88 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podflow_e2e::binaries::podflow_binary;
+use podflow_e2e::webhook::Webhook;
 use serde_json::{Value, json};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-/// A CA and a serving certificate for 127.0.0.1 signed by it.
-fn certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=podflow-test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-        "-subj",
-        "/CN=podflow-webhook",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "tls.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
 
 /// curl against the webhook: (HTTP status, body).
 fn curl(dir: &Path, url: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
@@ -142,26 +65,8 @@ fn review(annotations: Value) -> Vec<u8> {
 #[test]
 fn webhook_answers_admission_reviews_over_tls_and_refuses_garbage_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let port = free_port();
-    let bin = podflow_binary("podflow-collector", "podflow-collector").unwrap();
-    let _server = Server(
-        Command::new(bin)
-            .args(["webhook", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .args([
-                "--sidecar-image",
-                "podflow/podflow:test",
-                "--collector",
-                "collector.podflow:4739",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let webhook = Webhook::start(dir.path()).unwrap();
+    let port = webhook.port;
     let base = format!("https://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while curl(dir.path(), &format!("{base}/healthz"), None).0 != 200 {
