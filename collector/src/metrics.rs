@@ -14,8 +14,12 @@ pub struct State {
     pub exporters: BTreeMap<(String, &'static str), ExporterStats>,
     /// Decode errors by reason.
     pub decode_errors: BTreeMap<String, u64>,
-    /// Datagrams dropped because decoding fell behind, and dropped by the kernel (socket overruns).
+    /// Datagrams dropped because decoding fell behind (`behind`). The kernel's drops are summed from
+    /// [`State::socket_drops`] when rendered.
     pub dropped_datagrams: BTreeMap<&'static str, u64>,
+    /// The kernel's receive-buffer drops per socket (its address and place in the SO_REUSEPORT group),
+    /// as /proc/net/udp counts them.
+    pub socket_drops: BTreeMap<(String, usize), u64>,
     /// Record batches dropped because enrichment and sinks fell behind.
     pub dropped_records: u64,
     /// Records waiting for enrichment and sinks.
@@ -106,7 +110,27 @@ impl Render for State {
             "Datagrams dropped before decoding: 'kernel' socket overruns, 'behind' decoding too slow.",
             s.dropped_datagrams
                 .iter()
+                .filter(|(w, _)| **w != "kernel")
                 .map(|(w, v)| (format!("{{where=\"{w}\"}}"), *v))
+                .chain([(
+                    "{where=\"kernel\"}".to_owned(),
+                    s.socket_drops.values().sum::<u64>(),
+                )])
+                .collect::<Vec<_>>(),
+        );
+        family(
+            o,
+            "podflow_collector_socket_drops_total",
+            "counter",
+            "Datagrams the kernel dropped because a socket's receive buffer was full (/proc/net/udp drops), by socket address and its index in the SO_REUSEPORT group; raise --receive-buffer (and net.core.rmem_max) or --sockets.",
+            s.socket_drops
+                .iter()
+                .map(|((a, i), v)| {
+                    (
+                        format!("{{socket=\"{}\",index=\"{i}\"}}", podflow_telemetry::escape(a)),
+                        *v,
+                    )
+                })
                 .collect::<Vec<_>>(),
         );
         family(

@@ -240,9 +240,9 @@ fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics,
     add_decode_stats(&mut m, &stats);
     *m.dropped_datagrams.entry("behind").or_default() += behind;
     if let Some(k) = kernel {
-        // The kernel's counter is cumulative per socket; the largest seen stands for the group.
-        let e = m.dropped_datagrams.entry("kernel").or_default();
-        *e = (*e).max(k);
+        // The kernel's counter is cumulative per socket: each socket's latest value stands.
+        m.socket_drops
+            .insert((listener.addr.to_string(), listener.index), k);
     }
 }
 

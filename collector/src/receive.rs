@@ -69,6 +69,8 @@ pub struct SocketStats {
 pub struct Listener {
     /// The address it is bound to.
     pub addr: SocketAddr,
+    /// Its place in its SO_REUSEPORT group (0 for the first socket of an address).
+    pub index: usize,
     socket: UdpSocket,
     inode: u64,
     /// Its counters.
@@ -81,7 +83,7 @@ pub fn bind(addr: SocketAddr, count: usize, rcvbuf: usize) -> io::Result<(Vec<Li
     let mut out = Vec::new();
     let mut warning = None;
     let mut bound = addr;
-    for _ in 0..count.max(1) {
+    for index in 0..count.max(1) {
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
             // Separate IPv4 and IPv6 listeners: a v6 socket must not claim the v4 port.
@@ -104,6 +106,7 @@ pub fn bind(addr: SocketAddr, count: usize, rcvbuf: usize) -> io::Result<(Vec<Li
         let inode = socket_inode(&socket).unwrap_or(0);
         out.push(Listener {
             addr: bound,
+            index,
             socket,
             inode,
             stats: Arc::default(),

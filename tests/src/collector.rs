@@ -46,13 +46,19 @@ impl Collector {
     /// Starts the collector on an ephemeral UDP port of 127.0.0.1 with `sockets` sockets, writing
     /// `<name>.ndjson` in `work`, and waits (bounded) until it says it listens.
     pub fn start(name: &str, work: &Path, sockets: usize) -> anyhow::Result<Self> {
+        Self::start_with(name, work, sockets, &[])
+    }
+
+    /// [`Collector::start`] with more arguments for the collector.
+    pub fn start_with(name: &str, work: &Path, sockets: usize, args: &[&str]) -> anyhow::Result<Self> {
         let bin = binaries::podflow_collector()?;
         let ndjson = work.join(format!("{name}.ndjson"));
         let mut cmd = Command::new(bin);
         cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--sockets", &sockets.to_string()])
             .arg("--ndjson")
-            .arg(&ndjson);
+            .arg(&ndjson)
+            .args(args);
         let mut process = PeerProcess::spawn(&format!("{name}-collector"), &mut cmd, work)?;
         let mut ready = None;
         peer::wait_until("podflow-collector to listen", PEER_TIMEOUT, || {
@@ -67,6 +73,11 @@ impl Collector {
             metrics,
             ndjson,
         })
+    }
+
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
     }
 
     /// The UDP port exporters send to.
