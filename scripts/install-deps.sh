@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh build   libpcap headers: enough to build and run the demo
 #   scripts/install-deps.sh test    everything the tests talk to: peers (tshark, nfdump, softflowd, pmacct,
 #                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, openssl,
-#                                   cargo-fuzz; checks that Go (1.25 or later) is there to build kube-apiserver
+#                                   cargo-fuzz, helm and kubectl (scripts/k8s-tools.sh), kubernetes-validate;
+#                                   checks that Go (1.25 or later) is there to build kube-apiserver
 # Packages already present are not fetched again. Needs root (or sudo).
 set -euo pipefail
 mode=${1:-test}
@@ -17,6 +18,12 @@ case "$mode" in
   test) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
+# The chart checks fetch helm and kubectl with npm and keep kubernetes-validate in a Python venv: the
+# Debian packages only where no npm (nodejs from elsewhere brings its own) or no venv support is found.
+if [ "$mode" = test ]; then
+  command -v npm >/dev/null || pkgs+=(npm)
+  python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -53,5 +60,8 @@ if [ "$mode" = test ]; then
     echo "install-deps: $("$go" version) is too old: kube-apiserver needs Go 1.25 or later" >&2
     exit 1
   fi
+  # helm and kubectl (~/.cache/podflow/k8s-tools-*), kubernetes-validate (~/.cache/podflow/kubernetes-validate-*)
+  "$(dirname "$0")/k8s-tools.sh" >/dev/null
+  "$(dirname "$0")/k8s-validate-env.sh" >/dev/null
 fi
 echo "install-deps: $mode prerequisites present"

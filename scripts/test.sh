@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # podflow's test command: installs every prerequisite on a fresh Debian machine with only Rust, then runs
 # formatting and lint checks, every test of the workspace (unit, golden, property, capture, peer and
-# end-to-end tests), and a short run of every fuzz target. Exits non-zero if anything fails.
+# end-to-end tests), the Helm chart and Dockerfile checks (charts/check.sh), and a short run of every fuzz
+# target. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+echo "== chart"
+charts/check.sh || status=$?
 
 if [ -x fuzz/smoke.sh ]; then
   echo "== fuzz smoke"
