@@ -299,3 +299,20 @@ fn syntax_errors_are_counted_and_what_came_before_is_kept() {
     assert!(inventory::parse(wrong_version, true, "v2.json", &mut report).is_empty());
     assert_eq!(report.bad, 1);
 }
+
+#[test]
+fn bytes_that_are_not_text_or_not_objects_are_one_problem_each() {
+    let mut report = InventoryReport::default();
+    let objects = inventory::parse_bytes(b"\xff\xfe{kind: Pod}", None, "bin", &mut report);
+    assert!(objects.is_empty());
+    assert_eq!(
+        (report.bad, report.problems.as_slice()),
+        (1, &["bin: not UTF-8 text".to_string()][..])
+    );
+    // With no format given, text starting with `{` is read as JSON.
+    let mut report = InventoryReport::default();
+    let found = inventory::parse_bytes(b"{\"kind\": 7", None, "j", &mut report);
+    assert!(found.is_empty());
+    assert_eq!(report.bad, 1, "{report:?}");
+    assert!(report.problems[0].starts_with("j: JSON"), "{report:?}");
+}

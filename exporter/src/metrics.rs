@@ -216,6 +216,20 @@ impl Render for State {
             "Failed sends, by collector.",
             by("collector", sent(|c| c.errors)),
         );
+        family(
+            o,
+            "podflow_exporter_send_failed_messages_total",
+            "counter",
+            "Messages that did not reach the collector: refused by it (ICMP error) or not sent after one retry, by collector.",
+            by("collector", sent(|c| c.failed_messages)),
+        );
+        family(
+            o,
+            "podflow_exporter_send_failed_records_total",
+            "counter",
+            "Data records of the messages that did not reach the collector, by collector.",
+            by("collector", sent(|c| c.failed_records)),
+        );
         if let Some(c) = &s.conntrack {
             let st = &c.stats;
             let labelled = |key: &str, labels: &[&str], values: &[u64]| {

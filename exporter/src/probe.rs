@@ -270,6 +270,7 @@ impl Engine {
         m.records = w.records;
         m.messages = w.messages;
         m.encode_errors = w.encode_errors;
+        self.out.collectors.poll_errors();
         m.collectors = self.out.collectors.stats().cloned().collect();
         if self.out.conntrack_wanted {
             let mut c = self.out.nat_state.clone();

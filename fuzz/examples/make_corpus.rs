@@ -25,7 +25,14 @@ fn main() -> Res<()> {
     let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let captures = fuzz.join("../testdata/captures");
     let corpus = fuzz.join("corpus");
-    for target in ["decode_message", "decode_session", "round_trip"] {
+    for target in [
+        "decode_message",
+        "decode_session",
+        "round_trip",
+        "inventory",
+        "netflow_v9",
+        "netflow_v5",
+    ] {
         let dir = corpus.join(target);
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
@@ -91,7 +98,62 @@ fn main() -> Res<()> {
             .collect();
         put("round_trip", &format!("xorshift-{len}"), &bytes)?;
     }
+    netflow(&logstash, &put)?;
+    inventory(&fuzz.join("../collector/tests/data/inventory"), &put)?;
     report(&corpus)
+}
+
+/// NetFlow seeds, framed as the targets read them (2-octet length, clock step, datagram): each v5 capture
+/// alone; per v9 vendor its template captures then its data captures, one second apart.
+fn netflow(logstash: &Path, put: &impl Fn(&str, &str, &[u8]) -> std::io::Result<()>) -> Res<()> {
+    let mut names: Vec<String> = fs::read_dir(logstash)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("netflow") && n.ends_with(".dat"))
+        .collect();
+    names.sort();
+    let mut vendors: BTreeMap<String, Vec<(bool, Vec<u8>)>> = BTreeMap::new();
+    for name in names {
+        let bytes = fs::read(logstash.join(&name))?;
+        let stem = name.trim_end_matches(".dat");
+        let framed = frame(&bytes)?;
+        if let Some(rest) = stem.strip_prefix("netflow5") {
+            put("netflow_v5", &format!("v5{rest}"), &framed)?;
+        } else if let Some(rest) = stem.strip_prefix("netflow9_") {
+            let (vendor, is_template) = vendor_of(rest.trim_start_matches("test_"));
+            vendors.entry(vendor).or_default().push((is_template, framed));
+        }
+    }
+    for (vendor, mut files) in vendors {
+        files.sort_by_key(|(is_template, _)| !is_template);
+        let session: Vec<u8> = files.into_iter().flat_map(|(_, b)| b).collect();
+        put("netflow_v9", &format!("vendor-{vendor}"), &session)?;
+    }
+    Ok(())
+}
+
+/// One datagram as the NetFlow targets read it.
+fn frame(datagram: &[u8]) -> Res<Vec<u8>> {
+    let len = u16::try_from(datagram.len())?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.push(1);
+    out.extend_from_slice(datagram);
+    Ok(out)
+}
+
+/// Inventory seeds: the collector's test inventories, each as YAML (first octet 0) or JSON (1).
+fn inventory(dir: &Path, put: &impl Fn(&str, &str, &[u8]) -> std::io::Result<()>) -> Res<()> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    for name in names {
+        let bytes = fs::read(dir.join(&name))?;
+        let pick = u8::from(name.ends_with(".json"));
+        let mut seed = vec![pick];
+        seed.extend_from_slice(&bytes);
+        put("inventory", &name.replace('.', "-"), &seed)?;
+    }
+    Ok(())
 }
 
 /// The vendor a capture belongs to, and whether it carries templates.

@@ -4,6 +4,8 @@
 //! value accessor, and checks what the decoder promises about records and templates, so a broken promise
 //! panics (which libFuzzer reports as a crash) instead of passing silently.
 
+pub mod netflow;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

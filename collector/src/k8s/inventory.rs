@@ -14,7 +14,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -124,10 +124,12 @@ impl Inventory {
             })?;
             report.files += 1;
             let origin = file.display().to_string();
-            match String::from_utf8(bytes) {
-                Ok(text) => found.extend(parse(&text, is_json(file, &text), &origin, &mut report)),
-                Err(_) => report.problem(&origin, "not UTF-8 text"),
-            }
+            let json = match file.extension().and_then(|e| e.to_str()) {
+                Some("json") => Some(true),
+                Some("yaml" | "yml") => Some(false),
+                _ => None,
+            };
+            found.extend(parse_bytes(&bytes, json, &origin, &mut report));
         }
         Ok(Inventory::from_objects(found, settings, now_ms, report))
     }
@@ -174,12 +176,20 @@ impl MetadataProvider for Inventory {
     }
 }
 
-fn is_json(path: &Path, text: &str) -> bool {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => true,
-        Some("yaml" | "yml") => false,
-        _ => text.trim_start().starts_with('{'),
-    }
+/// The objects of one file's bytes: JSON or YAML as `json` says, or, when it says nothing, JSON if the
+/// text starts with `{`. Text that is not UTF-8 is one problem in `report` and no objects.
+pub fn parse_bytes(
+    bytes: &[u8],
+    json: Option<bool>,
+    origin: &str,
+    report: &mut InventoryReport,
+) -> Vec<Object> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        report.problem(origin, "not UTF-8 text");
+        return Vec::new();
+    };
+    let json = json.unwrap_or_else(|| text.trim_start().starts_with('{'));
+    parse(text, json, origin, report)
 }
 
 /// The objects of one file's text (JSON: one or more values back to back; YAML: one or more

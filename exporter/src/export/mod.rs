@@ -13,6 +13,8 @@
 mod nat;
 mod templates;
 mod udp;
+#[cfg(test)]
+mod udp_tests;
 
 use std::net::IpAddr;
 
