@@ -16,7 +16,8 @@
 # jars in m2/, the compiled class and the classpath in build-<hash of the Maven project>/), under a lock
 # so that concurrent starts build it once. Later starts use the cache and need neither Maven nor network.
 # Needs Java 17 (PODFLOW_JAVA, else `java` on PATH if it is 17, else /usr/lib/jvm/java-17-*) and Maven.
-# PODFLOW_OPENSEARCH_HEAP sets the heap (512m).
+# PODFLOW_OPENSEARCH_HEAP sets the heap (512m). With PODFLOW_OPENSEARCH_WATCH_PID=PID the node stops by itself
+# once process PID is gone (tests set their own pid, so a test program killed outright leaves no node).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -155,6 +156,7 @@ start_node() {
   "$java" "-Xms$heap" "-Xmx$heap" -XX:+UseSerialGC -XX:-HeapDumpOnOutOfMemoryError \
     -Dfile.encoding=UTF-8 "-Djava.io.tmpdir=$dir/tmp" -Dlog4j2.disable.jmx=true \
     -Dlog4j.shutdownHookEnabled=false -Dio.netty.allocator.numDirectArenas=0 \
+    "-Dpodflow.watch.pid=${PODFLOW_OPENSEARCH_WATCH_PID:-}" \
     -cp "$(cat "$classpath")" "$main_class" "${settings[@]}" </dev/null >"$dir/log" 2>&1 &
   local pid=$!
   echo "$pid" >"$dir/pid"

@@ -18,15 +18,20 @@
 //!   namespaces, and `conntrack -L` as an oracle (root only).
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
+//! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
+//!   restarted on the same data at will.
+//! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
 
 pub mod binaries;
 pub mod collector;
 pub mod expect;
 pub mod exported;
 pub mod flows;
+pub mod http;
 pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
+pub mod opensearch;
 pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;

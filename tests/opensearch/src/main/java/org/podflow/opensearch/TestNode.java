@@ -7,6 +7,9 @@
  * them). The modules OpenSearch's distribution would load from its modules/ directory are given to the
  * node as classpath plugins, the way OpenSearch's own test framework (MockNode) does. The node runs until
  * the process gets SIGTERM or SIGINT, then closes (flushing what it holds) and the process exits.
+ *
+ * With -Dpodflow.watch.pid=PID the node also stops when process PID is gone, so that a test program
+ * that dies without stopping its node leaves nothing running.
  */
 package org.podflow.opensearch;
 
@@ -39,6 +42,28 @@ public final class TestNode {
     }
 
     private TestNode() {}
+
+    /** Exits (closing the node through the shutdown hook) once the process podflow.watch.pid names is gone. */
+    private static void watchParent() {
+        String watched = System.getProperty("podflow.watch.pid", "");
+        if (watched.isEmpty()) {
+            return;
+        }
+        long pid = Long.parseLong(watched);
+        Thread watcher = new Thread(() -> {
+            while (ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+                try {
+                    Thread.sleep(1000);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+            System.out.println("TestNode: process " + pid + " is gone, stopping");
+            System.exit(0);
+        }, "podflow-watch-pid");
+        watcher.setDaemon(true);
+        watcher.start();
+    }
 
     public static void main(String[] args) throws Exception {
         Settings.Builder builder = Settings.builder();
@@ -78,6 +103,7 @@ public final class TestNode {
             Runtime.getRuntime().halt(1);
         }
         System.out.println("TestNode: started");
+        watchParent();
         // The node's threads are daemons: this thread keeps the process alive until shutdown.
         closed.await();
     }
