@@ -4,14 +4,15 @@
 #   scripts/install-deps.sh test    everything the tests talk to: peers (tshark, nfdump, softflowd, pmacct,
 #                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, openssl,
 #                                   cargo-fuzz, helm and kubectl (scripts/k8s-tools.sh), kubernetes-validate;
-#                                   checks that Go (1.25 or later) is there to build kube-apiserver
+#                                   checks that Go (1.25 or later) is there to build kube-apiserver,
+#                                   Java 17 and Maven for the OpenSearch test node (scripts/opensearch.sh)
 # Packages already present are not fetched again. Needs root (or sudo).
 set -euo pipefail
 mode=${1:-test}
 
 build_pkgs=(libpcap-dev pkg-config curl python3)
 test_pkgs=(tshark nfdump softflowd pmacct python3-ipfix tcpreplay conntrack iproute2 iptables
-  prometheus valgrind g++ time openssl)
+  prometheus valgrind g++ time openssl openjdk-17-jdk-headless maven)
 
 case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;
@@ -63,5 +64,13 @@ if [ "$mode" = test ]; then
   # helm and kubectl (~/.cache/podflow/k8s-tools-*), kubernetes-validate (~/.cache/podflow/kubernetes-validate-*)
   "$(dirname "$0")/k8s-tools.sh" >/dev/null
   "$(dirname "$0")/k8s-validate-env.sh" >/dev/null
+  # The OpenSearch test node runs on Java 17 and is built with Maven (on first use, into ~/.cache/podflow).
+  java17=""
+  for j in "$(command -v java || true)" /usr/lib/jvm/java-17-*/bin/java; do
+    [ -x "$j" ] && "$j" -XshowSettings:properties -version 2>&1 | grep -qE '^ +java\.specification\.version = 17$' &&
+      { java17=$j; break; }
+  done
+  [ -n "$java17" ] || { echo "install-deps: Java 17 not found: install openjdk-17-jdk-headless" >&2; exit 1; }
+  command -v mvn >/dev/null || { echo "install-deps: Maven (mvn) not found: install maven" >&2; exit 1; }
 fi
 echo "install-deps: $mode prerequisites present"

@@ -21,6 +21,9 @@
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
 //! - [`webhook`]: `podflow-collector webhook` with an openssl-made CA and certificate.
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
+//! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
+//!   restarted on the same data at will.
+//! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
 
 pub mod binaries;
 pub mod collector;
@@ -28,9 +31,11 @@ pub mod expect;
 pub mod exported;
 pub mod flows;
 pub mod kubeapi;
+pub mod http;
 pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
+pub mod opensearch;
 pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
