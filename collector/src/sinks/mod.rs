@@ -3,10 +3,12 @@
 //!
 //! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
+//! * [`edges`]: who talks to whom, summed per batch for the flow metrics and the node graph.
 //! * [`cache_window`]: keeps a file sink's output from filling the page cache.
 //! * [`direct`]: direct I/O for a file sink's aligned writes.
 
 pub mod cache_window;
 pub mod direct;
 pub mod ecs;
+pub mod edges;
 pub mod ndjson;
