@@ -32,6 +32,7 @@ fn main() -> Res<()> {
         "inventory",
         "netflow_v9",
         "netflow_v5",
+        "graph_query",
     ] {
         let dir = corpus.join(target);
         if dir.exists() {
@@ -100,6 +101,7 @@ fn main() -> Res<()> {
     }
     netflow(&logstash, &put)?;
     inventory(&fuzz.join("../collector/tests/data/inventory"), &put)?;
+    graph_query(&put)?;
     report(&corpus)
 }
 
@@ -152,6 +154,28 @@ fn inventory(dir: &Path, put: &impl Fn(&str, &str, &[u8]) -> std::io::Result<()>
         let mut seed = vec![pick];
         seed.extend_from_slice(&bytes);
         put("inventory", &name.replace('.', "-"), &seed)?;
+    }
+    Ok(())
+}
+
+/// Query strings of the node graph API: what Grafana's Node Graph API and Infinity data sources and the
+/// service-map page send, and the refusals the parser's tests name.
+fn graph_query(put: &impl Fn(&str, &str, &[u8]) -> std::io::Result<()>) -> Res<()> {
+    let seeds = [
+        ("empty", ""),
+        ("window", "window=5m"),
+        ("namespace-window", "namespace=shop&window=1h"),
+        ("window-namespace-empty", "window=15m&namespace=&"),
+        ("percent", "namespace=kube%2Dsystem&window=1m"),
+        ("plus", "namespace=a+b"),
+        ("repeated", "window=1m&window=5m"),
+        ("unknown", "query=text1&service=processors"),
+        ("bad-escape", "namespace=%zz"),
+        ("not-utf8", "namespace=%ff%fe"),
+        ("no-value", "namespace&window"),
+    ];
+    for (name, q) in seeds {
+        put("graph_query", name, q.as_bytes())?;
     }
     Ok(())
 }
