@@ -27,7 +27,7 @@ failed=()
 for target in $(cargo fuzz list); do
     mkdir -p "$scratch/$target"
     case "$target" in
-        inventory | netflow_*) seconds="$parser_seconds" ;;
+        inventory | netflow_* | graph_query) seconds="$parser_seconds" ;;
         *) seconds="$codec_seconds" ;;
     esac
     echo "smoke: $target for ${seconds}s"

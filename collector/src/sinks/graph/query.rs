@@ -218,6 +218,9 @@ mod tests {
         assert!(err(&"x".repeat(MAX_QUERY + 1)).contains("longer than"));
         let long = format!("namespace={}", "n".repeat(300));
         assert!(err(&long).ends_with("at most 253)"));
+        // Control characters are escaped in the message, which stays short however long the input.
+        let text = err(&format!("namespace={}", "\u{15}".repeat(1000)));
+        assert!(text.contains("\\u{15}") && text.len() < 64 * 10 + 200, "{text}");
         // Multi-octet characters are cut on a character boundary.
         assert!(err(&format!("window={}", "é".repeat(100))).contains("..."));
     }
