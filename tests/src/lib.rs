@@ -24,14 +24,18 @@
 //! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
 //!   restarted on the same data at will.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
+//! - [`prometheus`]: Debian's Prometheus scraping podflow's `/metrics` into a temporary directory, and its
+//!   query API.
+//! - [`dashboards`]: podflow's Grafana dashboards: structure checks and their PromQL, variables replaced.
 
 pub mod binaries;
 pub mod collector;
+pub mod dashboards;
 pub mod expect;
 pub mod exported;
 pub mod flows;
-pub mod kubeapi;
 pub mod http;
+pub mod kubeapi;
 pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
@@ -40,4 +44,5 @@ pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
 pub mod peer;
+pub mod prometheus;
 pub mod webhook;
