@@ -26,6 +26,7 @@ use podflow_collector::metrics::Metrics;
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
 use podflow_collector::sinks::ndjson::NdjsonArgs;
+use podflow_telemetry::Server;
 
 /// podflow's collector: receives IPFIX and NetFlow v9/v5 over UDP from podflow's probes and any other
 /// exporter, joins Service NAT, attributes every endpoint to its pod, workload, Service and node at the
@@ -126,7 +127,8 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=600))]
     template_wait: u64,
 
-    /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address.
+    /// Serve Prometheus self metrics on /metrics (OpenMetrics when asked), a health check on /healthz
+    /// and readiness on /readyz at this address.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
 }
@@ -332,10 +334,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
     }
     let metrics = Metrics::default();
+    // The one registry sinks register their metrics into, served beside the pipeline's own families.
+    let registry = prometheus::Registry::new();
+    let server = Server::new("podflow-collector")
+        .families(metrics.families())
+        .registry(&registry);
+    let ready = server.readiness();
     if let Some(addr) = a.metrics_listen {
-        let bound = metrics
-            .serve(addr, "podflow-collector")
-            .with_context(|| format!("metrics on {addr}"))?;
+        let bound = server.spawn(addr).with_context(|| format!("metrics on {addr}"))?;
         eprintln!("podflow-collector: metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -377,7 +383,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         });
         let provider = provider.map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
         eprintln!("podflow-collector: watching the Kubernetes API");
-        Arc::new(provider)
+        let provider = Arc::new(provider);
+        let watched = Arc::clone(&provider);
+        ready.require("kubernetes index not synced", move || watched.synced());
+        provider
     } else {
         Arc::new(NoMetadata)
     };
@@ -400,6 +409,8 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         ..PipelineConfig::default()
     };
+    // The sockets are bound; with --kubernetes, /readyz waits for the index as well.
+    ready.set();
     let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;
     runtime.shutdown_background();
     eprintln!(

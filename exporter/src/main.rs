@@ -158,8 +158,8 @@ struct ProbeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     conntrack_sweep: u64,
 
-    /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address,
-    /// e.g. 0.0.0.0:9477.
+    /// Serve Prometheus self metrics on /metrics (OpenMetrics when asked), a health check on /healthz
+    /// and readiness on /readyz at this address, e.g. 0.0.0.0:9477.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
 }
@@ -264,10 +264,10 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     let writer = IpfixWriter::new(export).context("export settings")?;
     let collectors = Collectors::connect(&a.collectors)?;
     let metrics = Metrics::default();
+    let server = podflow_telemetry::Server::new("podflow-exporter").families(metrics.families());
+    let ready = server.readiness();
     if let Some(addr) = a.metrics_listen {
-        let bound = metrics
-            .serve(addr, "podflow-exporter")
-            .with_context(|| format!("metrics on {addr}"))?;
+        let bound = server.spawn(addr).with_context(|| format!("metrics on {addr}"))?;
         eprintln!("podflow-exporter: metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -278,6 +278,8 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     if a.conntrack {
         engine = engine.with_conntrack(conntrack);
     }
+    // The export sockets are connected; capture opens its interfaces (or file) next.
+    ready.set();
     let totals = match &a.pcap {
         Some(path) => capture::run_file(path, &mut engine, &stop)?,
         None => {
