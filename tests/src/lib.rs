@@ -16,6 +16,8 @@
 //! - [`netns`]: network namespaces joined by veth pairs, for live capture tests (root only).
 //! - [`kubeapi`]: a real Kubernetes API server on etcd (`scripts/kube-apiserver.sh`), its REST API over
 //!   HTTPS, restarts and etcd compaction.
+//! - [`kubectl`]: helm and kubectl pointed at that server, and the upstream CRDs of the chart's optional
+//!   objects.
 //! - [`kubenode`]: a Kubernetes node with pods, a Service (iptables DNAT) and masquerading, in network
 //!   namespaces, and `conntrack -L` as an oracle (root only).
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
@@ -30,8 +32,9 @@ pub mod collector;
 pub mod expect;
 pub mod exported;
 pub mod flows;
-pub mod kubeapi;
 pub mod http;
+pub mod kubeapi;
+pub mod kubectl;
 pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
