@@ -25,6 +25,7 @@
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 //! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
 //!   restarted on the same data at will.
+//! - [`sender`]: an IPFIX exporter of plain IPv4 biflows whose addresses and times a test chooses.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
 
 pub mod binaries;
@@ -43,4 +44,5 @@ pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
 pub mod peer;
+pub mod sender;
 pub mod webhook;
