@@ -27,9 +27,13 @@
 //!   restarted on the same data at will.
 //! - [`sender`]: an IPFIX exporter of plain IPv4 biflows whose addresses and times a test chooses.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
+//! - [`prometheus`]: Debian's Prometheus scraping podflow's `/metrics` into a temporary directory, and its
+//!   query API.
+//! - [`dashboards`]: podflow's Grafana dashboards: structure checks and their PromQL, variables replaced.
 
 pub mod binaries;
 pub mod collector;
+pub mod dashboards;
 pub mod expect;
 pub mod exported;
 pub mod flows;
@@ -44,5 +48,6 @@ pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
 pub mod peer;
+pub mod prometheus;
 pub mod sender;
 pub mod webhook;
