@@ -46,7 +46,7 @@ impl Tools {
         Ok(Tools {
             bin: script_dir("k8s-tools.sh")?,
             kubeconfig: kubeconfig.to_owned(),
-            // helm keeps its cache and configuration under HOME: a test's own, so runs do not mix.
+            // helm and kubectl keep caches and configuration under HOME: a test's own, so runs do not mix.
             home: tempfile::tempdir()?,
         })
     }
@@ -56,7 +56,8 @@ impl Tools {
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("HELM_CACHE_HOME", self.home.path().join("cache"))
             .env("HELM_CONFIG_HOME", self.home.path().join("config"))
-            .env("HELM_DATA_HOME", self.home.path().join("data"));
+            .env("HELM_DATA_HOME", self.home.path().join("data"))
+            .env("KUBECACHEDIR", self.home.path().join("kube-cache"));
         cmd
     }
 

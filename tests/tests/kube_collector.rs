@@ -11,8 +11,8 @@
 //! flow started), and one flow with an old start time checks that the previous holder still answers
 //! for its own time.
 //!
-//! For the 410 the collector is frozen (SIGSTOP) while the API server restarts, so its watches break
-//! with nothing in flight; the cluster is changed, etcd compacted past every version the collector
+//! For the 410 the collector is frozen (SIGSTOP) while the API server is killed and restarted, so its
+//! watches break with nothing in flight; the cluster is changed, etcd compacted past every version the collector
 //! saw, and the API server restarted again (its watch cache then begins after the compaction). Thawed,
 //! the collector resumes its watches from compacted versions and must list again to learn the changes,
 //! a deletion among them.
@@ -404,11 +404,13 @@ fn watched_changes_and_a_relist_after_410_gone_decide_attribution() {
         (40022, "destination.kubernetes.service.name", Value::Null),
     ]);
 
-    // 4. The collector frozen while the API server restarts: its watches break with nothing in flight.
+    // 4. The collector frozen while the API server is killed and restarted: its watches break with
+    //    nothing in flight.
     let before = collector.scrape().unwrap();
     let pid = Pid::from_raw(i32::try_from(collector.pid()).unwrap()).unwrap();
     kill_process(pid, Signal::STOP).unwrap();
-    let thaw = scopeguard(pid);
+    let thaw = Thaw(pid);
+    k.api.kill_apiserver().unwrap();
     k.api.restart_apiserver().unwrap();
     // What changes while no watch looks, learned only from the relist.
     k.delete_pod("api-1");
@@ -510,10 +512,6 @@ fn watched_changes_and_a_relist_after_410_gone_decide_attribution() {
 
 /// Sends SIGCONT to the frozen collector when dropped, so that a failing step does not leave it stopped.
 struct Thaw(Pid);
-
-fn scopeguard(pid: Pid) -> Thaw {
-    Thaw(pid)
-}
 
 impl Drop for Thaw {
     fn drop(&mut self) {
