@@ -1,5 +1,5 @@
 //! `podflow-collector --kubernetes` against a real kube-apiserver: pods, Services, EndpointSlices,
-//! ReplicaSets and nodes written with kubectl change how the IPFIX flows sent afterwards are
+//! ReplicaSets, Jobs and nodes written with kubectl change how the IPFIX flows sent afterwards are
 //! attributed, and after an etcd compaction and a broken watch the collector is answered 410 Gone,
 //! lists again and attributes by what the relist told it.
 //!
@@ -38,6 +38,8 @@ const WEB_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 10);
 const SHARED_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 20);
 /// Held by gone-0, deleted while the collector's watches were broken.
 const GONE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 30);
+/// Held by a CronJob's Job's pod.
+const REPORT_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 40);
 
 /// How long the collector may take to see a change.
 const SEEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -271,6 +273,22 @@ fn watched_changes_and_a_relist_after_410_gone_decide_attribution() {
     );
     k.pod("api-0", SHARED_IP, json!({"app": "api"}), None, early);
     k.pod("gone-0", GONE_IP, json!({"app": "gone"}), None, early);
+    k.apply(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "report-29001", "namespace": NS, "ownerReferences": [{"apiVersion": "batch/v1",
+            "kind": "CronJob", "name": "report", "uid": "5f0c6e0e-0000-4000-8000-000000000002", "controller": true}]},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "app", "image": "registry.example/report:1"}]}}},
+    }));
+    let job_owner = json!({"apiVersion": "batch/v1", "kind": "Job", "name": "report-29001",
+        "uid": k.uid("job", "report-29001"), "controller": true});
+    k.pod(
+        "report-29001-q8z4m",
+        REPORT_IP,
+        json!({"app": "report"}),
+        Some(job_owner),
+        early,
+    );
     k.service("api");
     let api_ip = k.cluster_ip("api");
     k.slice("api", &[("api-0", SHARED_IP)]);
@@ -296,10 +314,11 @@ fn watched_changes_and_a_relist_after_410_gone_decide_attribution() {
     let listed = events(&synced);
     assert_eq!(
         listed[&("pod".to_owned(), "listed".to_owned())],
-        3,
+        4,
         "{}",
         synced.text
     );
+    assert_eq!(listed[&("job".to_owned(), "listed".to_owned())], 1);
     assert_eq!(listed[&("replicaset".to_owned(), "listed".to_owned())], 1);
 
     let web = |port: u16| SocketAddrV4::new(WEB_IP, port);
@@ -315,9 +334,11 @@ fn watched_changes_and_a_relist_after_410_gone_decide_attribution() {
             Biflow::tcp(web(40001), to(api_ip, 80), t),
             Biflow::tcp(web(40002), to(SHARED_IP, 8080), t),
             Biflow::tcp(to(NODE_IP, 40003), to(SHARED_IP, 8080), t),
+            Biflow::tcp(to(REPORT_IP, 40004), to(api_ip, 80), t),
         ],
     );
     want.extend([
+        (40001, "orchestrator.cluster.name", json!("test")),
         (40001, "source.kubernetes.pod.name", json!("web-5d8f-x7k2p")),
         (40001, "source.kubernetes.workload.kind", json!("Deployment")),
         (40001, "source.kubernetes.workload.name", json!("web")),
@@ -332,6 +353,8 @@ fn watched_changes_and_a_relist_after_410_gone_decide_attribution() {
         (40002, "destination.kubernetes.service.name", json!("api")),
         (40003, "source.kubernetes.node.name", json!("node-a")),
         (40003, "source.kubernetes.pod.name", Value::Null),
+        (40004, "source.kubernetes.workload.kind", json!("CronJob")),
+        (40004, "source.kubernetes.workload.name", json!("report")),
     ]);
 
     // 2. Watched changes: a label, an address handed from a deleted pod to a new one, a Service's
