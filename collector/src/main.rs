@@ -117,6 +117,15 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     template_lifetime: u64,
 
+    /// How long a data set that arrives before its template is held for it, in seconds. A collector
+    /// that starts knows no template until each exporter sends its templates again (podflow-exporter:
+    /// every 10 s; softflowd: every 16 messages); what arrives meanwhile is held (up to 4 MiB per
+    /// exporter and 64 MiB in all) and decoded then. Sets held longer are dropped and counted in
+    /// podflow_collector_held_sets_total{outcome="expired"}.
+    #[arg(long, value_name = "SECONDS", default_value_t = podflow_collector::decode::HoldLimits::default().hold_ms / 1000,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    template_wait: u64,
+
     /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
@@ -379,6 +388,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         decoder: DecoderConfig {
             podflow_pen: a.podflow_pen,
             template_lifetime_ms: a.template_lifetime.saturating_mul(1000),
+            hold: podflow_collector::decode::HoldLimits {
+                hold_ms: a.template_wait.saturating_mul(1000),
+                ..Default::default()
+            },
             ..DecoderConfig::default()
         },
         cluster_name: a.cluster_name,

@@ -98,6 +98,30 @@ impl Render for State {
         );
         family(
             o,
+            "podflow_collector_held_sets_total",
+            "counter",
+            "Data sets that arrived before their template, by exporter and what became of them: 'held' (waiting), 'decoded' once the template came, 'expired' after --template-wait, 'refused' for the hold limits.",
+            s.exporters
+                .iter()
+                .flat_map(|((e, p), c)| {
+                    let e = podflow_telemetry::escape(e);
+                    [
+                        ("held", c.held_sets),
+                        ("decoded", c.replayed_sets),
+                        ("expired", c.expired_sets),
+                        ("refused", c.dropped_sets),
+                    ]
+                    .map(|(outcome, v)| {
+                        (
+                            format!("{{exporter=\"{e}\",protocol=\"{p}\",outcome=\"{outcome}\"}}"),
+                            v,
+                        )
+                    })
+                })
+                .collect::<Vec<_>>(),
+        );
+        family(
+            o,
             "podflow_collector_decode_errors_total",
             "counter",
             "Parts of datagrams that could not be decoded, by reason.",

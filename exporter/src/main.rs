@@ -111,8 +111,12 @@ struct ProbeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1400)]
     mtu: usize,
 
-    /// Templates are sent again this often, in seconds (collectors forget templates not refreshed).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    /// Templates are sent again this often, in seconds. Over UDP a collector that starts or restarts
+    /// knows no template until the exporter sends them again (RFC 7011 section 8.4: periodically), so
+    /// this is the longest a restarted collector waits to decode this probe again (it holds the data
+    /// meanwhile: its --template-wait, 15 s, outlasts the default). A template message costs a few
+    /// hundred octets.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     template_refresh: u64,
 
     /// Private Enterprise Number of podflow's own elements (communityId, observer names, ...).

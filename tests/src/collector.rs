@@ -57,10 +57,24 @@ impl Collector {
         sockets: usize,
         args: &[S],
     ) -> anyhow::Result<Self> {
+        Self::start_on(name, work, "127.0.0.1:0".parse()?, sockets, args)
+    }
+
+    /// [`Collector::start_with`] receiving on `listen` (to start a collector again on the port its
+    /// exporters send to).
+    pub fn start_on<S: AsRef<OsStr>>(
+        name: &str,
+        work: &Path,
+        listen: SocketAddr,
+        sockets: usize,
+        args: &[S],
+    ) -> anyhow::Result<Self> {
         let bin = binaries::podflow_collector()?;
         let ndjson = work.join(format!("{name}.ndjson"));
         let mut cmd = Command::new(bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        cmd.arg("--listen")
+            .arg(listen.to_string())
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--sockets", &sockets.to_string()])
             .arg("--ndjson")
             .arg(&ndjson)
