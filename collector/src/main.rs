@@ -18,7 +18,7 @@ use podflow_collector::enrich::{Attributor, NoMetadata};
 use podflow_collector::inspect;
 use podflow_collector::k8s::{
     self,
-    api::{ApiProvider, ApiSettings},
+    api::{ApiProvider, ApiSettings, Observer},
     index::IndexSettings,
     inventory::Inventory,
 };
@@ -371,12 +371,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
         Arc::new(inv)
     } else if a.kubernetes {
+        let watched = metrics.clone();
+        let observer: Observer = Arc::new(move |s| watched.lock().kubernetes = Some(s.clone()));
         let provider = runtime.block_on(async {
             let client = k8s::api::client(a.kubeconfig.as_deref()).await?;
             ApiProvider::spawn(
                 client,
                 ApiSettings {
                     index,
+                    observer: Some(observer),
                     ..ApiSettings::default()
                 },
             )
