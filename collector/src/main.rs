@@ -26,6 +26,7 @@ use podflow_collector::metrics::Metrics;
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
 use podflow_collector::sinks::ndjson::NdjsonArgs;
+use podflow_telemetry::LogFormat;
 use podflow_telemetry::Server;
 
 /// podflow's collector: receives IPFIX and NetFlow v9/v5 over UDP from podflow's probes and any other
@@ -41,6 +42,10 @@ use podflow_telemetry::Server;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Log format: text lines (podflow-collector: ...), or one JSON object per line.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     #[command(flatten)]
     serve: ServeArgs,
@@ -203,6 +208,7 @@ struct WebhookArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    podflow_telemetry::log::init("podflow-collector", cli.log_format);
     let (files, podflow_pen, templates) = match cli.command {
         Some(Command::Decode {
             files,
@@ -232,7 +238,7 @@ fn exit(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podflow-collector: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::from(2)
         }
     }
@@ -297,32 +303,22 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         match receive::bind(*addr, per, a.receive_buffer.saturating_mul(1 << 20)) {
             Ok((ls, warning)) => {
                 if let Some(w) = warning {
-                    eprintln!("podflow-collector: warning: {w}");
+                    tracing::warn!("{w}");
                 }
-                eprintln!(
-                    "podflow-collector: listening on udp {} ({} sockets)",
-                    ls[0].addr,
-                    ls.len()
-                );
+                tracing::info!("listening on udp {} ({} sockets)", ls[0].addr, ls.len());
                 listeners.extend(ls);
             }
             // The default IPv6 addresses are optional: hosts without IPv6 still collect over IPv4.
             Err(e) if a.listen.is_empty() && addr.is_ipv6() => {
-                eprintln!("podflow-collector: warning: not listening on {addr}: {e}");
+                tracing::warn!("not listening on {addr}: {e}");
             }
             Err(e) => return Err(e).with_context(|| format!("listening on udp {addr}")),
         }
     }
     let sink = a.ndjson.open().context("opening the NDJSON output")?;
     match &sink {
-        Some(s) => eprintln!(
-            "podflow-collector: ndjson: writing to {} ({})",
-            s.target(),
-            s.io_mode()
-        ),
-        None => eprintln!(
-            "podflow-collector: warning: no sink configured (--ndjson): flows are decoded and counted only"
-        ),
+        Some(s) => tracing::info!("ndjson: writing to {} ({})", s.target(), s.io_mode()),
+        None => tracing::warn!("no sink configured (--ndjson): flows are decoded and counted only"),
     }
     let metrics = Metrics::default();
     // The one registry sinks register their metrics into, served beside the pipeline's own families.
@@ -333,7 +329,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let ready = server.readiness();
     if let Some(addr) = a.metrics_listen {
         let bound = server.spawn(addr).with_context(|| format!("metrics on {addr}"))?;
-        eprintln!("podflow-collector: metrics on http://{bound}/metrics");
+        tracing::info!("metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -353,12 +349,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let inv =
             Inventory::load(&a.inventory, index, pipeline::now_ms()).context("reading the inventory")?;
         let r = inv.report();
-        eprintln!(
-            "podflow-collector: inventory: {} objects from {} files ({} bad, {} ignored)",
-            r.objects, r.files, r.bad, r.ignored
+        tracing::info!(
+            "inventory: {} objects from {} files ({} bad, {} ignored)",
+            r.objects,
+            r.files,
+            r.bad,
+            r.ignored
         );
         for p in r.problems.iter().take(10) {
-            eprintln!("podflow-collector: inventory: {p}");
+            tracing::info!("inventory: {p}");
         }
         Arc::new(inv)
     } else if a.kubernetes {
@@ -373,7 +372,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             )
         });
         let provider = provider.map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
-        eprintln!("podflow-collector: watching the Kubernetes API");
+        tracing::info!("watching the Kubernetes API");
         let provider = Arc::new(provider);
         let watched = Arc::clone(&provider);
         ready.require("kubernetes index not synced", move || watched.synced());
@@ -400,9 +399,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     ready.set();
     let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;
     runtime.shutdown_background();
-    eprintln!(
-        "podflow-collector: {} records decoded, {} documents written",
-        totals.records, totals.documents
+    tracing::info!(
+        "{} records decoded, {} documents written",
+        totals.records,
+        totals.documents
     );
     Ok(())
 }

@@ -36,6 +36,8 @@ pub struct State {
     pub documents: BTreeMap<&'static str, u64>,
     /// Documents a sink dropped or failed, by sink and reason.
     pub sink_failures: BTreeMap<(&'static str, &'static str), u64>,
+    /// Log lines about exporters left out because all exporters together passed the log budget.
+    pub log_suppressed: u64,
 }
 
 /// The counters, shared by the threads that update them and the thread that serves them.
@@ -194,6 +196,13 @@ impl Render for State {
                 .iter()
                 .map(|((k, r), v)| (format!("{{sink=\"{k}\",reason=\"{r}\"}}"), *v))
                 .collect::<Vec<_>>(),
+        );
+        family(
+            o,
+            "podflow_collector_log_suppressed_total",
+            "counter",
+            "Log lines about exporters left out because all exporters together passed the lines a minute the log allows (the metrics still count every problem).",
+            vec![(String::new(), s.log_suppressed)],
         );
     }
 }

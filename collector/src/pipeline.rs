@@ -26,7 +26,7 @@ use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
 use crate::sinks::ndjson::NdjsonSink;
-use podflow_telemetry::Throttle;
+use podflow_telemetry::{LogBudget, Throttle};
 
 /// Milliseconds since the Unix epoch, the clock of the I/O shell.
 pub fn now_ms() -> u64 {
@@ -105,6 +105,8 @@ pub fn run(
     let depth = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     let receive_stop = Arc::new(AtomicBool::new(false));
+    // Lines about exporters, a fixed number a minute over every decode thread.
+    let budget = Arc::new(LogBudget::default());
     for l in listeners {
         let l = Arc::new(l);
         let (dg_tx, dg_rx) = sync_channel::<Batch>(cfg.datagram_queue);
@@ -118,6 +120,7 @@ pub fn run(
                 })?,
         );
         let (decoder_cfg, tx, m, d) = (cfg.decoder, records_tx.clone(), metrics.clone(), depth.clone());
+        let budget = Arc::clone(&budget);
         let pools = (batch_pool, record_pool.clone());
         threads.push(
             std::thread::Builder::new()
@@ -130,7 +133,7 @@ pub fn run(
                         records: &pools.1,
                         backlog: cfg.backlog_records,
                     };
-                    decode_loop(&l, queues, Decoder::new(decoder_cfg), &d, &m)
+                    decode_loop(&l, queues, Decoder::new(decoder_cfg), &d, (&m, &budget))
                 })?,
         );
     }
@@ -175,7 +178,7 @@ fn decode_loop(
     q: Queues<'_>,
     mut decoder: Decoder,
     depth: &AtomicU64,
-    metrics: &Metrics,
+    (metrics, budget): (&Metrics, &LogBudget),
 ) {
     let mut next_publish = Instant::now();
     // Exporters that lost something are logged, at most once per ten seconds each.
@@ -220,23 +223,48 @@ fn decode_loop(
         }
         if next_publish.elapsed() >= Duration::from_secs(1) {
             next_publish = Instant::now();
-            publish_decode(listener, &mut decoder, metrics, &mut reports);
+            publish_decode(listener, &mut decoder, (metrics, budget), &mut reports);
         }
     }
-    publish_decode(listener, &mut decoder, metrics, &mut reports);
-    for line in reports.flush() {
-        eprintln!("{line}");
+    publish_decode(listener, &mut decoder, (metrics, budget), &mut reports);
+    let left_out = log_reports(&reports.flush(), budget) + budget.take_refused();
+    if left_out > 0 {
+        tracing::warn!(
+            "{left_out} lines about exporters left out of the log at the end; podflow_collector_log_suppressed_total counts them"
+        );
     }
+    metrics.lock().log_suppressed += left_out;
 }
 
-fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics, reports: &mut Reports) {
-    let stats = decoder.take_stats();
-    for line in reports.add(&stats) {
-        eprintln!("{line}");
+/// Logs the lines `budget` admits and says how many it refused before; returns how many of `lines`
+/// it refused.
+fn log_reports(lines: &[String], budget: &LogBudget) -> u64 {
+    let admitted = budget.admit(lines.len());
+    if admitted.refused_before > 0 {
+        tracing::warn!(
+            "{} lines about exporters left out of the log in the last minute (at most {} a minute over all exporters); podflow_collector_log_suppressed_total counts them",
+            admitted.refused_before,
+            podflow_telemetry::log::LINES_PER_MINUTE
+        );
     }
+    for line in &lines[..admitted.lines] {
+        tracing::warn!("{line}");
+    }
+    (lines.len() - admitted.lines) as u64
+}
+
+fn publish_decode(
+    listener: &Listener,
+    decoder: &mut Decoder,
+    (metrics, budget): (&Metrics, &LogBudget),
+    reports: &mut Reports,
+) {
+    let stats = decoder.take_stats();
+    let left_out = log_reports(&reports.add(&stats), budget);
     let behind = listener.stats.dropped_behind.swap(0, Ordering::Relaxed);
     let kernel = listener.kernel_drops();
     let mut m = metrics.lock();
+    m.log_suppressed += left_out;
     add_decode_stats(&mut m, &stats);
     *m.dropped_datagrams.entry("behind").or_default() += behind;
     if let Some(k) = kernel {
@@ -308,8 +336,8 @@ fn enrich_loop(
                 if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx))
                     && let Some(n) = failures.hit(1)
                 {
-                    eprintln!(
-                        "podflow-collector: ndjson: {e} ({n} failed writes since the last report; documents stay buffered up to {} MiB)",
+                    tracing::error!(
+                        "ndjson: {e} ({n} failed writes since the last report; documents stay buffered up to {} MiB)",
                         crate::sinks::ndjson::MAX_PENDING >> 20
                     );
                 }
@@ -335,11 +363,11 @@ fn enrich_loop(
     if let Some(s) = sink {
         let end = s.finish();
         if let Some(e) = &end.error {
-            eprintln!("podflow-collector: ndjson: {e}");
+            tracing::info!("ndjson: {e}");
         }
         if end.dropped + end.unwritten > 0 {
-            eprintln!(
-                "podflow-collector: ndjson: {} documents not written: {} dropped while writes failed, {} refused at exit",
+            tracing::error!(
+                "ndjson: {} documents not written: {} dropped while writes failed, {} refused at exit",
                 end.dropped + end.unwritten,
                 end.dropped,
                 end.unwritten

@@ -282,14 +282,14 @@ async fn run(
                 }
                 Step::Bad(e) => {
                     if counters.bad.fetch_add(1, Ordering::Relaxed) < MAX_BAD_REPORTS {
-                        eprintln!("podflow-collector: skipping a {kind}: {e}");
+                        tracing::error!("skipping a {kind}: {e}");
                     }
                 }
                 Step::Error(e) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     // An expired resourceVersion is routine: the watcher lists again.
                     if !matches!(&e, watcher::Error::WatchError(r) if r.code == 410) {
-                        eprintln!("podflow-collector: watching {kind}s: {e} (retrying)");
+                        tracing::error!("watching {kind}s: {e} (retrying)");
                     }
                 }
             }
