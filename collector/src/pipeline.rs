@@ -25,6 +25,8 @@ use crate::model::{FlowRecord, Protocol};
 use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
+use crate::sinks::edges::peers::Peers;
+use crate::sinks::edges::{EdgeBatch, EdgeConsumer};
 use crate::sinks::ndjson::NdjsonSink;
 use podflow_telemetry::{LogBudget, Throttle};
 
@@ -54,6 +56,10 @@ pub struct PipelineConfig {
     pub backlog_records: u64,
     /// The duplicate table's window and size.
     pub dedup: DedupConfig,
+    /// Where addresses without an owner belong, for the edges.
+    pub peers: Peers,
+    /// What takes each batch's edges (flow metrics, the node graph). With none, no edges are made.
+    pub edge_consumers: Vec<Box<dyn EdgeConsumer>>,
 }
 
 impl Default for PipelineConfig {
@@ -66,6 +72,8 @@ impl Default for PipelineConfig {
             record_queue: 4096,
             backlog_records: DEFAULT_BACKLOG_RECORDS,
             dedup: DedupConfig::default(),
+            peers: Peers::default(),
+            edge_consumers: Vec::new(),
         }
     }
 }
@@ -91,7 +99,7 @@ pub struct RunTotals {
 /// Runs the collector on `listeners` until `stop` is raised, writing documents to `sink`.
 pub fn run(
     listeners: Vec<Listener>,
-    cfg: PipelineConfig,
+    mut cfg: PipelineConfig,
     attributor: Arc<dyn Attributor + Send + Sync>,
     sink: Option<NdjsonSink>,
     metrics: Metrics,
@@ -139,6 +147,10 @@ pub fn run(
     }
     drop(records_tx);
     let ctx_cfg = (cfg.cluster_name.clone(), cfg.kubernetes);
+    let edges = (
+        EdgeBatch::new(std::mem::take(&mut cfg.peers)),
+        std::mem::take(&mut cfg.edge_consumers),
+    );
     let m = metrics.clone();
     let sink_thread = std::thread::Builder::new().name("enrich".into()).spawn(move || {
         enrich_loop(
@@ -147,6 +159,7 @@ pub fn run(
             &*attributor,
             sink,
             ctx_cfg,
+            edges,
             &depth,
             &m,
         )
@@ -288,13 +301,16 @@ fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
     }
 }
 
-/// The first argument: the queue of record batches, and where emptied ones go back.
+/// The first argument: the queue of record batches, and where emptied ones go back; `edges`: the
+/// batch of edges and who takes them, once per batch.
+#[allow(clippy::too_many_arguments)]
 fn enrich_loop(
     (rx, spare): (Receiver<Vec<FlowRecord>>, &Pool<Vec<FlowRecord>>),
     mut enricher: Enricher,
     attributor: &(dyn Attributor + Send + Sync),
     mut sink: Option<NdjsonSink>,
     (cluster_name, kubernetes): (Option<String>, bool),
+    (mut edges, mut consumers): (EdgeBatch, Vec<Box<dyn EdgeConsumer>>),
     depth: &AtomicU64,
     metrics: &Metrics,
 ) -> RunTotals {
@@ -303,6 +319,7 @@ fn enrich_loop(
     // Write failures (a full disk, a closed pipe) are logged once, then at most once per ten seconds.
     let mut failures = Throttle::default();
     let mut published = enricher.stats();
+    let counting = !consumers.is_empty();
     loop {
         let batch = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(b) => Some(b),
@@ -333,6 +350,9 @@ fn enrich_loop(
                     continue;
                 };
                 totals.documents += 1;
+                if counting {
+                    edges.add_flow(&flow);
+                }
                 if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx))
                     && let Some(n) = failures.hit(1)
                 {
@@ -344,9 +364,16 @@ fn enrich_loop(
             }
             drop(rest);
             spare.put(records);
+            if counting {
+                edges.flush(now_ms(), &mut consumers);
+            }
         }
         if next_tick.elapsed() >= Duration::from_secs(1) {
             next_tick = Instant::now();
+            if counting {
+                // Nothing to add, but the consumers' clocks move on (series expire).
+                edges.flush(now_ms(), &mut consumers);
+            }
             enricher.expire(now_ms());
             if let Some(s) = sink.as_mut() {
                 let _ = s.flush();
