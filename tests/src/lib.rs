@@ -24,6 +24,7 @@
 //! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
 //!   restarted on the same data at will.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
+//! - [`prometheus`]: a real Prometheus server scraping given targets, and its query API.
 
 pub mod binaries;
 pub mod collector;
@@ -40,4 +41,5 @@ pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
 pub mod peer;
+pub mod prometheus;
 pub mod webhook;
