@@ -39,6 +39,8 @@ pub struct State {
     pub sink_failures: BTreeMap<(&'static str, &'static str), u64>,
     /// What the Kubernetes API watches did (with --kubernetes only).
     pub kubernetes: Option<KubernetesStats>,
+    /// Log lines about exporters left out because all exporters together passed the log budget.
+    pub log_suppressed: u64,
 }
 
 /// The counters, shared by the threads that update them and the thread that serves them.
@@ -225,6 +227,13 @@ impl Render for State {
         if let Some(k) = &s.kubernetes {
             render_kubernetes(o, k);
         }
+        family(
+            o,
+            "podflow_collector_log_suppressed_total",
+            "counter",
+            "Log lines about exporters left out because all exporters together passed the lines a minute the log allows (the metrics still count every problem).",
+            vec![(String::new(), s.log_suppressed)],
+        );
     }
 }
 

@@ -18,6 +18,7 @@ use podflow_exporter::export::{Collectors, ExportConfig, IpfixWriter, ObserverIn
 use podflow_exporter::flow::{FlowTable, TableConfig};
 use podflow_exporter::metrics::Metrics;
 use podflow_exporter::probe::{Engine, wall_ms};
+use podflow_telemetry::LogFormat;
 use proto_ipfix::community_id::CommunityId;
 
 /// podflow probe: captures packets, aggregates bidirectional flows and exports them as IPFIX.
@@ -36,6 +37,10 @@ use proto_ipfix::community_id::CommunityId;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Log format: text lines (podflow-exporter: ...), or one JSON object per line.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     #[command(flatten)]
     probe: ProbeArgs,
@@ -210,11 +215,12 @@ struct CommunityIdArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    podflow_telemetry::log::init("podflow-exporter", cli.log_format);
     match cli.command {
         Some(Command::CommunityId(args)) => report(community_id_cmd(&args)),
         None => match usage_error(&cli.probe) {
             Some(msg) => {
-                eprintln!("podflow-exporter: {msg}; see podflow-exporter --help");
+                tracing::error!("{msg}; see podflow-exporter --help");
                 ExitCode::from(2)
             }
             None => report(probe(cli.probe)),
@@ -268,7 +274,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     let ready = server.readiness();
     if let Some(addr) = a.metrics_listen {
         let bound = server.spawn(addr).with_context(|| format!("metrics on {addr}"))?;
-        eprintln!("podflow-exporter: metrics on http://{bound}/metrics");
+        tracing::info!("metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -299,10 +305,15 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
             capture::run_live(live, &mut engine, &metrics, &stop)?
         }
     };
-    eprintln!(
-        "podflow-exporter: {} packets ({} skipped), {} flows exported as {} records in {} messages; at most \
+    tracing::info!(
+        "{} packets ({} skipped), {} flows exported as {} records in {} messages; at most \
          {} flows held at once",
-        totals.packets, totals.skipped, totals.flows, totals.records, totals.messages, totals.peak_flows
+        totals.packets,
+        totals.skipped,
+        totals.flows,
+        totals.records,
+        totals.messages,
+        totals.peak_flows
     );
     Ok(())
 }
@@ -328,16 +339,16 @@ fn start_conntrack(a: &ProbeArgs, table: &TableConfig) -> Option<Conntrack> {
     });
     match started {
         Ok((ct, buffer)) => {
-            eprintln!(
-                "podflow-exporter: conntrack: {} translated connections, event buffer {} KiB",
+            tracing::info!(
+                "conntrack: {} translated connections, event buffer {} KiB",
                 ct.stats().entries,
                 buffer / 1024
             );
             Some(ct)
         }
         Err(e) => {
-            eprintln!(
-                "podflow-exporter: warning: --conntrack: {e}; going on without conntrack: flows are \
+            tracing::warn!(
+                "--conntrack: {e}; going on without conntrack: flows are \
                  exported without NAT fields and counted as unresolved"
             );
             None

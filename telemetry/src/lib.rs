@@ -5,9 +5,11 @@
 //! request; this crate speaks HTTP, writes families and keeps time between log lines.
 
 pub mod http;
+pub mod log;
 pub mod openmetrics;
 
 pub use http::{Ready, Server};
+pub use log::{LogBudget, LogFormat};
 
 use std::borrow::Borrow;
 use std::fmt::Write as _;

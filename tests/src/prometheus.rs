@@ -179,6 +179,15 @@ impl Prometheus {
         self.label_values("__name__", None)
     }
 
+    /// Polls (bounded) until `targets` targets are up: scraped successfully at least once.
+    pub fn wait_up(&mut self, targets: usize) -> anyhow::Result<()> {
+        peer::wait_until("prometheus to scrape its targets", PEER_TIMEOUT, || {
+            self.process.check_running()?;
+            let up = self.query("up == 1")?.len();
+            Ok(up >= targets)
+        })
+    }
+
     /// Errors (with its output) if Prometheus has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         self.process.check_running()

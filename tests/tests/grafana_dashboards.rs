@@ -71,8 +71,7 @@ const ABSENT_HERE: [(&str, &str); 2] = [
     ),
 ];
 
-/// Flow metrics (`podflow_connection*`): until the collector exports them, their expressions are
-/// reported, not failed. Set to the empty list once the collector's flow metrics have landed.
+/// Flow metrics (`podflow_connection*`): the collector must export them (the test fails otherwise).
 const FLOW_METRICS_PENDING: &[&str] = &[
     "podflow_connections_total",
     "podflow_connection_bytes_total",
@@ -415,6 +414,7 @@ fn every_dashboard_query_answers_on_a_real_prometheus() -> anyhow::Result<()> {
         .metric_names()?
         .iter()
         .any(|n| FLOW_METRICS_PENDING.contains(&n.as_str()));
+    ensure!(flows_landed, "the collector exported no flow metrics (podflow_connection*)");
     if flows_landed {
         peer::wait_until("flow metrics with three scrapes", PEER_TIMEOUT, || {
             Ok(scalar(
@@ -552,7 +552,7 @@ fn every_dashboard_query_answers_on_a_real_prometheus() -> anyhow::Result<()> {
 }
 
 /// The node graph's `nodes` answer has id, title, subtitle and secondarystat, one row per id, id =
-/// subtitle/title; its `edges` answer id, source and target, one row per id, each end a node.
+/// subtitle/secondarystat/title; its `edges` answer id, source and target, one row per id, each end a node.
 fn check_node_graph(frames: &BTreeMap<String, Vec<Sample>>) -> Vec<String> {
     let mut problems = Vec::new();
     let label = |s: &Sample, k: &str| s.labels.get(k).cloned().unwrap_or_default();
@@ -569,9 +569,16 @@ fn check_node_graph(frames: &BTreeMap<String, Vec<Sample>>) -> Vec<String> {
             problems.push(format!("node graph: a node with labels {keys:?}"));
         }
         let id = label(n, "id");
-        if id != format!("{}/{}", label(n, "subtitle"), label(n, "title")) || !ids.insert(id.clone()) {
+        // namespace/kind/workload: a Service and the Deployment behind it often share a name.
+        let want = format!(
+            "{}/{}/{}",
+            label(n, "subtitle"),
+            label(n, "secondarystat"),
+            label(n, "title")
+        );
+        if id != want || !ids.insert(id.clone()) {
             problems.push(format!(
-                "node graph: node id {id:?} not subtitle/title or repeated"
+                "node graph: node id {id:?} not subtitle/secondarystat/title or repeated"
             ));
         }
         if !(n.value.is_finite() && n.value >= 0.0) {

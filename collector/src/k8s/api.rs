@@ -357,7 +357,7 @@ async fn run(
                 Step::Bad(e) => {
                     kind_stats.bad += 1;
                     if counters.bad.fetch_add(1, Ordering::Relaxed) < MAX_BAD_REPORTS {
-                        eprintln!("podflow-collector: skipping a {kind}: {e}");
+                        tracing::error!("skipping a {kind}: {e}");
                     }
                 }
                 Step::Error(e) => {
@@ -366,12 +366,10 @@ async fn run(
                         // Routine after etcd compacted the version the watch resumed from: the watcher
                         // lists again. Said once per occurrence, which the backoff keeps rare.
                         kind_stats.expired += 1;
-                        eprintln!(
-                            "podflow-collector: the watch of {kind}s expired (410 Gone): listing them again"
-                        );
+                        tracing::warn!("the watch of {kind}s expired (410 Gone): listing them again");
                     } else {
                         kind_stats.errors += 1;
-                        eprintln!("podflow-collector: watching {kind}s: {e} (retrying)");
+                        tracing::error!("watching {kind}s: {e} (retrying)");
                     }
                 }
             }
@@ -379,8 +377,8 @@ async fn run(
         index.apply_all(events.into_iter().map(|e| (e, at)));
         for kind in relisted {
             match held(&index, kind) {
-                Some(n) => eprintln!("podflow-collector: listed {kind}s again: {n} known"),
-                None => eprintln!("podflow-collector: listed {kind}s again"),
+                Some(n) => tracing::info!("listed {kind}s again: {n} known"),
+                None => tracing::info!("listed {kind}s again"),
             }
         }
         stats.synced = counters.listed.load(Ordering::Relaxed) == ALL_LISTED;

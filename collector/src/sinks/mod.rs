@@ -4,6 +4,7 @@
 //! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
 //! * [`edges`]: who talks to whom, summed per batch for the flow metrics and the node graph.
+//! * [`prometheus`]: the flow metrics, counters of edges in the collector's registry.
 //! * [`cache_window`]: keeps a file sink's output from filling the page cache.
 //! * [`direct`]: direct I/O for a file sink's aligned writes.
 
@@ -12,3 +13,4 @@ pub mod direct;
 pub mod ecs;
 pub mod edges;
 pub mod ndjson;
+pub mod prometheus;
