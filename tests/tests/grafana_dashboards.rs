@@ -414,7 +414,10 @@ fn every_dashboard_query_answers_on_a_real_prometheus() -> anyhow::Result<()> {
         .metric_names()?
         .iter()
         .any(|n| FLOW_METRICS_PENDING.contains(&n.as_str()));
-    ensure!(flows_landed, "the collector exported no flow metrics (podflow_connection*)");
+    ensure!(
+        flows_landed,
+        "the collector exported no flow metrics (podflow_connection*)"
+    );
     if flows_landed {
         peer::wait_until("flow metrics with three scrapes", PEER_TIMEOUT, || {
             Ok(scalar(
