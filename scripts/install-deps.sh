@@ -3,6 +3,7 @@
 #   scripts/install-deps.sh build   libpcap headers: enough to build and run the demo
 #   scripts/install-deps.sh test    everything the tests talk to: peers (tshark, nfdump, softflowd, pmacct,
 #                                   python3-ipfix, tcpreplay, conntrack, prometheus), network tools, openssl,
+#                                   chromium (the service-map page test, with playwright-core from npm),
 #                                   cargo-fuzz, helm and kubectl (scripts/k8s-tools.sh), kubernetes-validate;
 #                                   checks that Go (1.25 or later) is there to build kube-apiserver,
 #                                   Java 17 and Maven for the OpenSearch test node (scripts/opensearch.sh)
@@ -12,7 +13,7 @@ mode=${1:-test}
 
 build_pkgs=(libpcap-dev pkg-config curl python3)
 test_pkgs=(tshark nfdump softflowd pmacct python3-ipfix tcpreplay conntrack iproute2 iptables
-  prometheus valgrind g++ time openssl openjdk-17-jdk-headless maven)
+  prometheus valgrind g++ time openssl openjdk-17-jdk-headless maven chromium)
 
 case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;
