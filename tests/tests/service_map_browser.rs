@@ -213,7 +213,7 @@ fn the_page_draws_the_known_flows_and_shows_their_numbers_on_click() -> anyhow::
         let s = v.to_string();
         let mut out = String::new();
         for (i, ch) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(ch);
