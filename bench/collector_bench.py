@@ -176,6 +176,15 @@ class Podflow(Tool):
         return problems
 
 
+class PodflowNoFlowMetrics(Podflow):
+    """podflow-collector as above, with its flow metrics (podflow_connection_*) and node graph turned off."""
+
+    name = "podflow-off"
+
+    def argv(self, port, out):
+        return super().argv(port, out) + ["--no-flow-metrics", "--no-service-map"]
+
+
 class Nfcapd(Tool):
     name = "nfcapd"
 
@@ -362,7 +371,7 @@ def main():
     with open(opts.summary) as f:
         summary = json.load(f)
     expected = summary["records"] * opts.loops
-    classes = {"podflow": Podflow, "nfcapd": Nfcapd, "nfacctd": Nfacctd}
+    classes = {"podflow": Podflow, "podflow-off": PodflowNoFlowMetrics, "nfcapd": Nfcapd, "nfacctd": Nfacctd}
     tools = [classes[n](opts, summary, expected) for n in opts.tools.split(",")]
     pf = next((t for t in tools if t.name == "podflow"), None)
     print(f"stream: {expected} records ({summary['records']} x {opts.loops}) from {summary['exporters']} exporters, "
@@ -380,14 +389,16 @@ def main():
             cpu, sent = run_once(t, opts, opts.work, f"{t.name}-{r + 1}")
             rate = expected / cpu
             rates[t.name].append(rate)
-            print(f"round {r + 1} {t.name:8} {cpu:8.2f} CPU-s {rate:12,.0f} records/CPU-s "
+            print(f"round {r + 1} {t.name:11} {cpu:8.2f} CPU-s {rate:12,.0f} records/CPU-s "
                   f"({sent['cpu_system']:.2f} of it in the kernel, {sent['cpu_before_stop']:.2f} before stopping; replay {sent['datagrams_per_second']:.0f} "
                   f"datagrams/s, {sent['max_lag_ms']:.0f} ms late at worst)",
                   flush=True)
     print("\nmedians (no tool dropped a record: kernel socket drops 0, every record accounted for):")
     med = {n: statistics.median(v) for n, v in rates.items()}
     for n, v in med.items():
-        print(f"  {n:8} {v:12,.0f} records/CPU-s")
+        print(f"  {n:11} {v:12,.0f} records/CPU-s")
+    if "podflow" in med and "podflow-off" in med:
+        print(f"flow metrics on/off: {med['podflow'] / med['podflow-off']:.3f}")
     if "podflow" in med:
         for other in ("nfacctd", "nfcapd"):
             if other in med:

@@ -47,6 +47,27 @@ cat "$work/exporter.log"
 records=$(sed -nE 's/.* as ([0-9]+) records.*/\1/p' "$work/exporter.log")
 # The collector works on its own threads: wait until it has taken every record in.
 for _ in $(seq 100); do [ "$(metric podflow_collector_records_total)" -ge "$records" ] && break; sleep 0.1; done
+echo
+echo "== counters Prometheus scrapes from /metrics (bytes per client -> server workload, the largest):"
+curl -fs "http://127.0.0.1:$mport/metrics" | grep '^podflow_connection_bytes_total' | sort -t' ' -k2 -rn \
+  | head -n 6 | sed 's/^/   /'
+echo
+echo "== the service map (Node Graph API at /api/graph/data; the page itself is at /):"
+# The graph is fed once a second: wait until it holds the batch the records came in.
+for _ in $(seq 50); do
+  curl -fs "http://127.0.0.1:$mport/api/graph/data?window=5m" >"$work/graph.json" 2>/dev/null \
+    && grep -q '"source"' "$work/graph.json" && break
+  sleep 0.1
+done
+python3 - "$work/graph.json" <<'EOF'
+import json, sys
+g = json.load(open(sys.argv[1]))
+title = {n["id"]: f'{n["subTitle"]}/{n["title"]}' for n in g["nodes"]}
+print(f"   {len(g['nodes'])} nodes, {len(g['edges'])} client -> server pairs over the last 5 minutes, the busiest:")
+for e in sorted(g["edges"], key=lambda e: -e["mainStat"])[:8]:
+    print(f"   {title[e['source']]:>30} -> {title[e['target']]:<30} {e['mainStat']:8.1f} B/s "
+          f"{e['detail__connections']:5} connections")
+EOF
 kill -INT "$collector_pid"
 wait "$collector_pid" || true
 collector_pid=""

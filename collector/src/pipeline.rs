@@ -365,14 +365,14 @@ fn enrich_loop(
             drop(rest);
             spare.put(records);
             if counting {
-                edges.flush(now_ms(), &mut consumers);
+                edges.flush_due(now_ms(), &mut consumers);
             }
         }
         if next_tick.elapsed() >= Duration::from_secs(1) {
             next_tick = Instant::now();
             if counting {
-                // Nothing to add, but the consumers' clocks move on (series expire).
-                edges.flush(now_ms(), &mut consumers);
+                // Perhaps nothing to add, but the consumers' clocks move on (series expire).
+                edges.flush_due(now_ms(), &mut consumers);
             }
             enricher.expire(now_ms());
             if let Some(s) = sink.as_mut() {
@@ -386,6 +386,10 @@ fn enrich_loop(
                 metrics,
             );
         }
+    }
+    if counting {
+        // What the last batches added, for whoever reads the consumers at exit.
+        edges.flush(now_ms(), &mut consumers);
     }
     if let Some(s) = sink {
         let end = s.finish();

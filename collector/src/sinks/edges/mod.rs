@@ -18,8 +18,10 @@
 //!   of an active timeout's continuation sent none), or a record with no TCP flags at all (exporters that
 //!   send none); for other protocols, every record.
 //!
-//! Per record the batch only hashes pointers (the endpoints' `Arc`s) and small numbers; names are looked
-//! up once per batch and edge, at [`EdgeBatch::flush`].
+//! Per record the batch only hashes pointers and small numbers: each endpoint `Arc` is mapped once to the
+//! number of its workload (a cache that holds the `Arc`, so its address cannot be reused while cached),
+//! and the batch sums per (client, server, Service, protocol) numbers. Names are written out once per
+//! edge and flush ([`EdgeBatch::flush`]).
 
 pub mod peers;
 
@@ -91,52 +93,40 @@ pub trait EdgeConsumer: Send {
 
 /// The edge one flow adds to, and what it adds; `None` for a duplicate (counted by its first observer).
 pub fn edge_of(flow: &EnrichedFlow, peers: &Peers) -> Option<(EdgeKey, EdgeCounts)> {
-    let (raw, counts) = RawEdge::of(flow, peers)?;
-    let mut names = Names::default();
-    Some((raw.resolve(peers, &mut names), counts))
+    let (s, counts) = measure(flow)?;
+    let names = Names::default();
+    let side = |(k, ip): (Option<&Arc<K8sEndpoint>>, IpAddr)| match k {
+        Some(k) => names.owned(k),
+        None => names.unowned(peers.classify(ip), peers),
+    };
+    let key = EdgeKey {
+        client: side(s.client),
+        server: side(s.server),
+        dst_service: service_name(s.service).unwrap_or_else(|| names.empty.clone()),
+        protocol: protocol_name(flow.record.proto).into(),
+    };
+    Some((key, counts))
 }
 
-/// One side of a flow before names are looked up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Peer {
-    /// An owner, by the address of its `Arc`.
-    Owned(usize),
-    /// No owner.
-    Unowned(Unowned),
+fn service_name(service: Option<&Arc<K8sEndpoint>>) -> Option<Arc<str>> {
+    service.and_then(|s| s.service_name.clone())
 }
 
-/// What identifies an edge within a batch: pointers and numbers only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct RawKey {
-    client: Peer,
-    server: Peer,
-    /// The Service's `Arc`, or 0.
-    service: usize,
-    proto: u8,
-}
-
-/// A batch's edge before names are looked up: the `Arc`s its key points to (which keeps them alive, so
-/// no other object takes their address while the batch holds the key) and its sums.
-#[derive(Debug)]
-struct RawEdge {
-    client: Option<Arc<K8sEndpoint>>,
-    server: Option<Arc<K8sEndpoint>>,
-    service: Option<Arc<K8sEndpoint>>,
-    client_unowned: Unowned,
-    server_unowned: Unowned,
-    proto: u8,
-    counts: EdgeCounts,
-}
-
-/// The sides of a flow as the key sees them.
+/// The sides of a flow as an edge sees them: an owner, or the address of an endpoint without one.
 struct Sides<'f> {
     client: (Option<&'f Arc<K8sEndpoint>>, IpAddr),
     server: (Option<&'f Arc<K8sEndpoint>>, IpAddr),
     service: Option<&'f Arc<K8sEndpoint>>,
-    client_is_source: bool,
 }
 
-fn sides(flow: &EnrichedFlow) -> Sides<'_> {
+/// TCP flags: SYN.
+const SYN: u16 = 0x02;
+
+/// The sides and counts of `flow`, `None` for a duplicate.
+fn measure(flow: &EnrichedFlow) -> Option<(Sides<'_>, EdgeCounts)> {
+    if flow.duplicate {
+        return None;
+    }
     let r = &flow.record;
     let service = flow
         .destination
@@ -150,98 +140,31 @@ fn sides(flow: &EnrichedFlow) -> Sides<'_> {
     let src = (flow.source.as_ref(), r.src);
     let client_is_source = r.biflow_direction != Some(2);
     let (client, server) = if client_is_source { (src, dst) } else { (dst, src) };
-    Sides {
-        client,
-        server,
-        service,
-        client_is_source,
-    }
-}
-
-fn peer(side: (Option<&Arc<K8sEndpoint>>, IpAddr), peers: &Peers) -> (Peer, Unowned) {
-    match side.0 {
-        Some(k) => (Peer::Owned(Arc::as_ptr(k) as usize), Unowned::Unknown),
-        None => {
-            let u = peers.classify(side.1);
-            (Peer::Unowned(u), u)
-        }
-    }
-}
-
-/// TCP flags: SYN.
-const SYN: u16 = 0x02;
-
-impl RawEdge {
-    /// The key and counts of `flow` (no name looked up, no `Arc` cloned).
-    fn key_of(flow: &EnrichedFlow, peers: &Peers) -> Option<(RawKey, Unowned, Unowned, EdgeCounts)> {
-        if flow.duplicate {
-            return None;
-        }
-        let r = &flow.record;
-        let s = sides(flow);
-        let (client, client_unowned) = peer(s.client, peers);
-        let (server, server_unowned) = peer(s.server, peers);
-        let reverse = r.reverse.unwrap_or_default();
-        let (request, response) = if s.client_is_source {
-            (r.forward, reverse)
-        } else {
-            (reverse, r.forward)
-        };
-        let initiator_flags = if s.client_is_source {
-            r.tcp_flags
-        } else {
-            r.reverse_tcp_flags
-        };
-        let starts =
-            r.proto != 6 || initiator_flags & SYN != 0 || (r.tcp_flags == 0 && r.reverse_tcp_flags == 0);
-        let counts = EdgeCounts {
-            connections: u64::from(starts),
-            request_bytes: request.octets,
-            response_bytes: response.octets,
-            request_packets: request.packets,
-            response_packets: response.packets,
-        };
-        let key = RawKey {
+    let reverse = r.reverse.unwrap_or_default();
+    let (request, response, initiator_flags) = if client_is_source {
+        (r.forward, reverse, r.tcp_flags)
+    } else {
+        (reverse, r.forward, r.reverse_tcp_flags)
+    };
+    let starts = r.proto != 6 || initiator_flags & SYN != 0 || (r.tcp_flags == 0 && r.reverse_tcp_flags == 0);
+    let counts = EdgeCounts {
+        connections: u64::from(starts),
+        request_bytes: request.octets,
+        response_bytes: response.octets,
+        request_packets: request.packets,
+        response_packets: response.packets,
+    };
+    Some((
+        Sides {
             client,
             server,
-            service: s.service.map_or(0, |k| Arc::as_ptr(k) as usize),
-            proto: r.proto,
-        };
-        Some((key, client_unowned, server_unowned, counts))
-    }
-
-    fn of(flow: &EnrichedFlow, peers: &Peers) -> Option<(RawEdge, EdgeCounts)> {
-        let (key, client_unowned, server_unowned, counts) = Self::key_of(flow, peers)?;
-        let s = sides(flow);
-        Some((
-            RawEdge {
-                client: s.client.0.cloned(),
-                server: s.server.0.cloned(),
-                service: s.service.cloned(),
-                client_unowned,
-                server_unowned,
-                proto: key.proto,
-                counts,
-            },
-            counts,
-        ))
-    }
-
-    fn resolve(&self, peers: &Peers, names: &mut Names) -> EdgeKey {
-        EdgeKey {
-            client: names.endpoint(self.client.as_deref(), self.client_unowned, peers),
-            server: names.endpoint(self.server.as_deref(), self.server_unowned, peers),
-            dst_service: self
-                .service
-                .as_ref()
-                .and_then(|s| s.service_name.clone())
-                .unwrap_or_else(|| names.empty.clone()),
-            protocol: names.protocol(self.proto),
-        }
-    }
+            service,
+        },
+        counts,
+    ))
 }
 
-/// The label values the batch makes once and shares.
+/// The label values made once and shared.
 #[derive(Debug)]
 struct Names {
     empty: Arc<str>,
@@ -250,7 +173,6 @@ struct Names {
     service: Arc<str>,
     node: Arc<str>,
     pod: Arc<str>,
-    protocols: Vec<Option<Arc<str>>>,
 }
 
 impl Default for Names {
@@ -262,36 +184,30 @@ impl Default for Names {
             service: "Service".into(),
             node: "Node".into(),
             pod: "Pod".into(),
-            protocols: vec![None; 256],
         }
     }
 }
 
 impl Names {
-    fn protocol(&mut self, proto: u8) -> Arc<str> {
-        self.protocols[usize::from(proto)]
-            .get_or_insert_with(|| protocol_name(proto).into())
-            .clone()
+    fn unowned(&self, u: Unowned, peers: &Peers) -> Endpoint {
+        match u {
+            Unowned::Unknown => Endpoint {
+                namespace: self.unknown.clone(),
+                workload: self.unknown.clone(),
+                kind: self.unknown.clone(),
+            },
+            Unowned::External(i) => Endpoint {
+                namespace: self.external.clone(),
+                workload: peers
+                    .external_name(i)
+                    .cloned()
+                    .unwrap_or_else(|| self.external.clone()),
+                kind: self.external.clone(),
+            },
+        }
     }
 
-    fn endpoint(&self, k: Option<&K8sEndpoint>, unowned: Unowned, peers: &Peers) -> Endpoint {
-        let Some(k) = k else {
-            return match unowned {
-                Unowned::Unknown => Endpoint {
-                    namespace: self.unknown.clone(),
-                    workload: self.unknown.clone(),
-                    kind: self.unknown.clone(),
-                },
-                Unowned::External(i) => Endpoint {
-                    namespace: self.external.clone(),
-                    workload: peers
-                        .external_name(i)
-                        .cloned()
-                        .unwrap_or_else(|| self.external.clone()),
-                    kind: self.external.clone(),
-                },
-            };
-        };
+    fn owned(&self, k: &K8sEndpoint) -> Endpoint {
         let or_unknown = |s: Option<&Arc<str>>| s.cloned().unwrap_or_else(|| self.unknown.clone());
         match k.kind {
             EndpointKind::Service => Endpoint {
@@ -313,65 +229,172 @@ impl Names {
     }
 }
 
-/// The edges of one batch, summed per key.
-#[derive(Debug, Default)]
+/// Endpoint `Arc`s seen at most before the caches start again (right after a flush, so no sum refers
+/// to a number that changes meaning).
+const MAX_CACHED: usize = 1 << 16;
+
+/// How often the batch hands its sums to the consumers at most: a Prometheus scrape or a graph window
+/// is seconds long, and every flush costs a lookup by names per edge, so record batches a few
+/// milliseconds apart are summed together.
+pub const FLUSH_EVERY_MS: u64 = 500;
+
+/// (client, server, Service, protocol) as numbers of the batch's tables.
+type IdKey = (u32, u32, u32, u8);
+
+/// The edges of one batch (of record batches, up to [`FLUSH_EVERY_MS`] long), summed per key.
+#[derive(Debug)]
 pub struct EdgeBatch {
     peers: Peers,
-    raw: HashMap<RawKey, RawEdge>,
-    sums: std::collections::HashMap<EdgeKey, EdgeCounts>,
-    out: Vec<(EdgeKey, EdgeCounts)>,
     names: Names,
+    /// Workloads (and unowned endpoints) by number; the first `1 + peers.external.len() + 1` are
+    /// unknown, plain external and each named external range.
+    endpoints: Vec<Endpoint>,
+    numbers: HashMap<Endpoint, u32>,
+    /// Endpoint `Arc`s (held, so their addresses stay theirs) -> their workload's number.
+    owned: HashMap<usize, (Arc<K8sEndpoint>, u32)>,
+    /// Service names by number; 0 is the empty name.
+    services: Vec<Arc<str>>,
+    service_numbers: HashMap<usize, (Arc<K8sEndpoint>, u32)>,
+    protocols: Vec<Option<Arc<str>>>,
+    sums: HashMap<IdKey, EdgeCounts>,
+    named: std::collections::HashMap<EdgeKey, EdgeCounts>,
+    out: Vec<(EdgeKey, EdgeCounts)>,
+    last_flush_ms: u64,
+}
+
+impl Default for EdgeBatch {
+    fn default() -> Self {
+        EdgeBatch::new(Peers::default())
+    }
 }
 
 impl EdgeBatch {
     /// An empty batch that places unowned addresses by `peers`.
     pub fn new(peers: Peers) -> Self {
-        EdgeBatch {
+        let mut b = EdgeBatch {
             peers,
-            ..EdgeBatch::default()
-        }
+            names: Names::default(),
+            endpoints: Vec::new(),
+            numbers: HashMap::default(),
+            owned: HashMap::default(),
+            services: Vec::new(),
+            service_numbers: HashMap::default(),
+            protocols: vec![None; 256],
+            sums: HashMap::default(),
+            named: Default::default(),
+            out: Vec::new(),
+            last_flush_ms: 0,
+        };
+        b.reset_tables();
+        b
     }
 
-    /// Adds `flow` (nothing for a duplicate): a hash of pointers and numbers, the `Arc`s cloned only
-    /// for the batch's first flow of an edge.
+    fn reset_tables(&mut self) {
+        self.owned.clear();
+        self.service_numbers.clear();
+        self.numbers.clear();
+        self.endpoints.clear();
+        let named = self.peers.external.len();
+        self.endpoints
+            .push(self.names.unowned(Unowned::Unknown, &self.peers));
+        for i in 0..=named {
+            let i = u16::try_from(i).unwrap_or(u16::MAX);
+            self.endpoints
+                .push(self.names.unowned(Unowned::External(i), &self.peers));
+        }
+        self.services.clear();
+        self.services.push(self.names.empty.clone());
+    }
+
+    fn number(&mut self, side: (Option<&Arc<K8sEndpoint>>, IpAddr)) -> u32 {
+        let Some(k) = side.0 else {
+            return match self.peers.classify(side.1) {
+                Unowned::Unknown => 0,
+                Unowned::External(i) => 1 + u32::from(i),
+            };
+        };
+        if let Some((_, n)) = self.owned.get(&(Arc::as_ptr(k) as usize)) {
+            return *n;
+        }
+        let e = self.names.owned(k);
+        let next = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
+        let n = *self.numbers.entry(e.clone()).or_insert(next);
+        if n == next {
+            self.endpoints.push(e);
+        }
+        self.owned.insert(Arc::as_ptr(k) as usize, (Arc::clone(k), n));
+        n
+    }
+
+    fn service_number(&mut self, service: Option<&Arc<K8sEndpoint>>) -> u32 {
+        let Some(s) = service else { return 0 };
+        if let Some((_, n)) = self.service_numbers.get(&(Arc::as_ptr(s) as usize)) {
+            return *n;
+        }
+        let name = service_name(Some(s)).unwrap_or_else(|| self.names.empty.clone());
+        let n = match self.services.iter().position(|x| *x == name) {
+            Some(i) => u32::try_from(i).unwrap_or(u32::MAX),
+            None => {
+                self.services.push(name);
+                u32::try_from(self.services.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.service_numbers
+            .insert(Arc::as_ptr(s) as usize, (Arc::clone(s), n));
+        n
+    }
+
+    /// Adds `flow` (nothing for a duplicate).
     pub fn add_flow(&mut self, flow: &EnrichedFlow) {
-        let Some((key, client_unowned, server_unowned, counts)) = RawEdge::key_of(flow, &self.peers) else {
+        let Some((s, counts)) = measure(flow) else {
             return;
         };
-        match self.raw.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().counts.add(&counts),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let s = sides(flow);
-                e.insert(RawEdge {
-                    client: s.client.0.cloned(),
-                    server: s.server.0.cloned(),
-                    service: s.service.cloned(),
-                    client_unowned,
-                    server_unowned,
-                    proto: key.proto,
-                    counts,
-                });
-            }
-        }
+        let key = (
+            self.number(s.client),
+            self.number(s.server),
+            self.service_number(s.service),
+            flow.record.proto,
+        );
+        self.sums.entry(key).or_default().add(&counts);
     }
 
     /// Adds `counts` to edge `key`.
     pub fn add(&mut self, key: EdgeKey, counts: &EdgeCounts) {
-        self.sums.entry(key).or_default().add(counts);
+        self.named.entry(key).or_default().add(counts);
+    }
+
+    /// At the end of a record batch: hands the sums to the consumers if [`FLUSH_EVERY_MS`] has passed
+    /// since the last time (the enrich thread's once-a-second tick calls it too, so consumers see time
+    /// pass when no flows come).
+    pub fn flush_due(&mut self, now_ms: u64, consumers: &mut [Box<dyn EdgeConsumer>]) {
+        if now_ms.saturating_sub(self.last_flush_ms) >= FLUSH_EVERY_MS {
+            self.flush(now_ms, consumers);
+        }
     }
 
     /// Hands the batch's edges to every consumer and empties the batch. Consumers are called even when
-    /// the batch is empty (once a second, from the enrich thread's tick), so they can expire what went
-    /// quiet.
+    /// the batch is empty, so they can expire what went quiet.
     pub fn flush(&mut self, now_ms: u64, consumers: &mut [Box<dyn EdgeConsumer>]) {
-        for (_, raw) in self.raw.drain() {
-            let key = raw.resolve(&self.peers, &mut self.names);
-            self.sums.entry(key).or_default().add(&raw.counts);
+        self.last_flush_ms = now_ms;
+        for ((client, server, service, proto), counts) in self.sums.drain() {
+            let protocol = self.protocols[usize::from(proto)]
+                .get_or_insert_with(|| protocol_name(proto).into())
+                .clone();
+            let key = EdgeKey {
+                client: self.endpoints[client as usize].clone(),
+                server: self.endpoints[server as usize].clone(),
+                dst_service: self.services[service as usize].clone(),
+                protocol,
+            };
+            self.named.entry(key).or_default().add(&counts);
         }
         self.out.clear();
-        self.out.extend(self.sums.drain());
+        self.out.extend(self.named.drain());
         for c in consumers.iter_mut() {
             c.consume(now_ms, &self.out);
+        }
+        if self.owned.len() + self.service_numbers.len() > MAX_CACHED {
+            self.reset_tables();
         }
     }
 }

@@ -16,7 +16,7 @@
 //! [`GraphStore::dropped_edges`] and not kept. Edges with no traffic in the last hour are evicted when
 //! the first batch of a new minute arrives (an edge can only go stale when the minute changes).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use smallvec::SmallVec;
@@ -166,7 +166,7 @@ impl GraphStore {
     /// An empty store that holds at most `max_edges` edges.
     pub fn new(max_edges: usize) -> Self {
         GraphStore {
-            edges: HashMap::new(),
+            edges: HashMap::default(),
             max_edges,
             dropped_edges: 0,
             swept: 0,

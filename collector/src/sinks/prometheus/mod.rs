@@ -16,8 +16,7 @@
 //! `podflow_collector_flow_series_refused_total`. Consumed once per batch on the enrich thread: each edge
 //! costs a hash lookup and a few atomic additions, whatever the number of records behind it.
 
-use std::collections::HashMap;
-
+use foldhash::HashMap;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::edges::{EdgeConsumer, EdgeCounts, EdgeKey};
@@ -175,7 +174,7 @@ impl FlowMetrics {
             Some(Compat {
                 count,
                 bytes,
-                series: HashMap::new(),
+                series: HashMap::default(),
             })
         } else {
             None
@@ -186,7 +185,7 @@ impl FlowMetrics {
             bytes,
             packets,
             compat,
-            series: HashMap::new(),
+            series: HashMap::default(),
             refused,
             expired,
             held,
