@@ -3,6 +3,7 @@
 //!
 //! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
+//! * [`elasticsearch`]: ECS documents into Elasticsearch or OpenSearch data streams (`--elasticsearch URL`).
 //! * [`edges`]: who talks to whom, summed per batch for the flow metrics and the node graph.
 //! * [`cache_window`]: keeps a file sink's output from filling the page cache.
 //! * [`direct`]: direct I/O for a file sink's aligned writes.
@@ -11,4 +12,5 @@ pub mod cache_window;
 pub mod direct;
 pub mod ecs;
 pub mod edges;
+pub mod elasticsearch;
 pub mod ndjson;
