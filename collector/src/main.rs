@@ -25,6 +25,7 @@ use podflow_collector::k8s::{
 use podflow_collector::metrics::Metrics;
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
+use podflow_collector::sinks::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
 use podflow_collector::sinks::ndjson::NdjsonArgs;
 
 /// podflow's collector: receives IPFIX and NetFlow v9/v5 over UDP from podflow's probes and any other
@@ -71,6 +72,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     ndjson: NdjsonArgs,
+
+    #[command(flatten)]
+    elasticsearch: ElasticsearchArgs,
 
     /// Attribute endpoints from a static inventory: Kubernetes Lists in JSON or YAML, as
     /// `kubectl get pods,services,endpointslices,nodes,replicasets,jobs -A -o yaml` prints them (a file
@@ -312,21 +316,34 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let sink = a.ndjson.open().context("opening the NDJSON output")?;
+    let es_config = a.elasticsearch.config()?;
     match &sink {
         Some(s) => eprintln!(
             "podflow-collector: ndjson: writing to {} ({})",
             s.target(),
             s.io_mode()
         ),
-        None => eprintln!(
-            "podflow-collector: warning: no sink configured (--ndjson): flows are decoded and counted only"
+        None if es_config.is_none() => eprintln!(
+            "podflow-collector: warning: no sink configured (--ndjson, --elasticsearch): flows are decoded and counted only"
         ),
+        None => {}
     }
     let metrics = Metrics::default();
+    // The registry the sinks register their prometheus metrics into.
+    let registry = prometheus::Registry::new();
+    let elasticsearch = match es_config {
+        Some(cfg) => {
+            if cfg.spool.is_none() {
+                eprintln!(
+                    "podflow-collector: warning: elasticsearch: no --spool-dir: documents that cannot be delivered are dropped (and counted)"
+                );
+            }
+            Some(ElasticsearchSink::start(cfg, &registry).context("starting the Elasticsearch sink")?)
+        }
+        None => None,
+    };
     if let Some(addr) = a.metrics_listen {
-        let bound = metrics
-            .serve(addr, "podflow-collector")
-            .with_context(|| format!("metrics on {addr}"))?;
+        let bound = serve_metrics(&metrics, &registry, addr).with_context(|| format!("metrics on {addr}"))?;
         eprintln!("podflow-collector: metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -387,11 +404,30 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         ..PipelineConfig::default()
     };
-    let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;
+    let sinks = pipeline::Sinks {
+        ndjson: sink,
+        elasticsearch,
+    };
+    let totals = pipeline::run(listeners, cfg, attributor, sinks, metrics, stop)?;
     runtime.shutdown_background();
     eprintln!(
         "podflow-collector: {} records decoded, {} documents written",
         totals.records, totals.documents
     );
     Ok(())
+}
+
+/// Serves the State-rendered families followed by `registry`'s (the sinks' prometheus metrics).
+fn serve_metrics(
+    metrics: &Metrics,
+    registry: &prometheus::Registry,
+    addr: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    use prometheus::Encoder as _;
+    let (state, registry) = (metrics.clone(), registry.clone());
+    podflow_telemetry::serve(addr, "podflow-collector", move || {
+        let mut text = state.render().into_bytes();
+        let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut text);
+        String::from_utf8(text).unwrap_or_default()
+    })
 }

@@ -25,6 +25,7 @@ use crate::model::{FlowRecord, Protocol};
 use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
+use crate::sinks::elasticsearch::ElasticsearchSink;
 use crate::sinks::ndjson::NdjsonSink;
 use podflow_telemetry::Throttle;
 
@@ -88,15 +89,37 @@ pub struct RunTotals {
     pub documents: u64,
 }
 
-/// Runs the collector on `listeners` until `stop` is raised, writing documents to `sink`.
+/// The sinks documents go to: any of them, all at once.
+#[derive(Default)]
+pub struct Sinks {
+    /// `--ndjson`.
+    pub ndjson: Option<NdjsonSink>,
+    /// `--elasticsearch`.
+    pub elasticsearch: Option<ElasticsearchSink>,
+}
+
+impl From<Option<NdjsonSink>> for Sinks {
+    fn from(ndjson: Option<NdjsonSink>) -> Self {
+        Sinks {
+            ndjson,
+            elasticsearch: None,
+        }
+    }
+}
+
+/// Runs the collector on `listeners` until `stop` is raised, writing documents to `sinks`.
 pub fn run(
     listeners: Vec<Listener>,
     cfg: PipelineConfig,
     attributor: Arc<dyn Attributor + Send + Sync>,
-    sink: Option<NdjsonSink>,
+    sinks: impl Into<Sinks>,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<RunTotals> {
+    let Sinks {
+        ndjson: sink,
+        elasticsearch,
+    } = sinks.into();
     let (records_tx, records_rx) = sync_channel::<Vec<FlowRecord>>(cfg.record_queue);
     let record_pool = Arc::new(Pool::<Vec<FlowRecord>>::new(
         cfg.record_queue.min(SPARE_RECORD_BATCHES),
@@ -142,7 +165,7 @@ pub fn run(
             (records_rx, &record_pool),
             Enricher::new(NatConfig::default(), cfg.dedup),
             &*attributor,
-            sink,
+            (sink, elasticsearch),
             ctx_cfg,
             &depth,
             &m,
@@ -265,7 +288,7 @@ fn enrich_loop(
     (rx, spare): (Receiver<Vec<FlowRecord>>, &Pool<Vec<FlowRecord>>),
     mut enricher: Enricher,
     attributor: &(dyn Attributor + Send + Sync),
-    mut sink: Option<NdjsonSink>,
+    (mut sink, mut es): (Option<NdjsonSink>, Option<ElasticsearchSink>),
     (cluster_name, kubernetes): (Option<String>, bool),
     depth: &AtomicU64,
     metrics: &Metrics,
@@ -313,6 +336,9 @@ fn enrich_loop(
                         crate::sinks::ndjson::MAX_PENDING >> 20
                     );
                 }
+                if let Some(es) = es.as_mut() {
+                    es.write_one(&flow, &ctx);
+                }
             }
             drop(rest);
             spare.put(records);
@@ -323,6 +349,9 @@ fn enrich_loop(
             if let Some(s) = sink.as_mut() {
                 let _ = s.flush();
             }
+            if let Some(es) = es.as_mut() {
+                es.flush();
+            }
             publish_enrich(
                 &enricher,
                 &mut published,
@@ -331,6 +360,10 @@ fn enrich_loop(
                 metrics,
             );
         }
+    }
+    if let Some(es) = es {
+        // Requests in flight finish within the shutdown timeout; the rest goes to the spool.
+        es.finish();
     }
     if let Some(s) = sink {
         let end = s.finish();

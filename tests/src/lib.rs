@@ -23,14 +23,18 @@
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 //! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
 //!   restarted on the same data at will.
+//! - [`elasticsearch`]: the collector writing into an OpenSearch node, `_count`, and the sink's metrics.
+//! - [`ipfix_stream`]: as many IPFIX records as a test wants, sent at the pace the collector decodes.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
 
 pub mod binaries;
 pub mod collector;
+pub mod elasticsearch;
 pub mod expect;
 pub mod exported;
 pub mod flows;
 pub mod http;
+pub mod ipfix_stream;
 pub mod kubeapi;
 pub mod kubenode;
 pub mod netns;

@@ -88,7 +88,9 @@ pub enum Labels {
     /// Elasticsearch's `flattened`: one field for the whole object, every leaf a keyword, no mapping
     /// per label key (no mapping explosion from many distinct keys).
     Flattened,
-    /// OpenSearch's `flat_object`, its counterpart of `flattened`.
+    /// OpenSearch's `flat_object`, its counterpart of `flattened`. OpenSearch's `constant_keyword`
+    /// requires its one value in the mapping, which a template shared by every namespace cannot give,
+    /// so with it the `data_stream.*` fields are mapped `keyword`.
     FlatObject,
 }
 
@@ -109,6 +111,7 @@ fn mapping(ty: Type, labels: Labels) -> String {
     match (ty, labels) {
         (Type::Object, Labels::Flattened) => return "{\"type\":\"flattened\"}".to_owned(),
         (Type::Object, Labels::FlatObject) => return "{\"type\":\"flat_object\"}".to_owned(),
+        (Type::ConstantKeyword, Labels::FlatObject) => return mapping(Type::Keyword, labels),
         _ => {}
     }
     match ty {
