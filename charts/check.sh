@@ -8,7 +8,8 @@
 #   against the strict JSON schemas in charts/tools/crd-schemas/; any other kind it does not know fails.
 #   Every --flag a podflow container passes must be in its binary's --help (or in
 #   charts/tools/pending-flags.txt while the binary lacks it).
-# Then: values.schema.json rejects bad values, describes every value; the Dockerfile builds and installs
+# Then: values.schema.json rejects bad values, describes every value, and the values tables of the READMEs
+# are what charts/tools/values-table.sh makes of it; the Dockerfile builds and installs
 # the workspace's binaries under the paths the chart runs; the chart's dashboards match grafana/.
 # Prints one pass/fail line per check; exits 1 if any failed.
 set -euo pipefail
@@ -85,6 +86,12 @@ status=0
 $check schema "$chart/values.yaml" "$chart/values.schema.json" >"$work/schema.log" 2>&1 || status=$?
 result "values.schema.json describes every value ($(grep -o '[0-9]* values described' "$work/schema.log" || echo '?'))" \
   "$status" "$work/schema.log"
+
+status=0
+$check values-table "$chart/values.yaml" "$chart/values.schema.json" README.md "$chart/README.md" \
+  >"$work/table.log" 2>&1 || status=$?
+result "values tables of README.md and the chart's README match the schema ($(grep -o '[0-9]* values' "$work/table.log" | head -1))" \
+  "$status" "$work/table.log"
 
 status=0
 $check image Dockerfile "$work"/*.rendered.yaml >"$work/image.log" 2>&1 || status=$?

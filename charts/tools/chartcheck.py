@@ -15,6 +15,10 @@
                          holds exactly the same files, byte for byte.
   schema VALUES SCHEMA   Every value in values.yaml is described in values.schema.json (type, description),
                          and the schema allows no key values.yaml lacks.
+  values-table [--write] VALUES SCHEMA MARKDOWN...
+                         The table of every value (name, type, default from values.yaml, description from
+                         values.schema.json) between the lines <!-- values-table:begin --> and
+                         <!-- values-table:end --> of each MARKDOWN file is up to date; --write rewrites it.
 Each prints what it found and exits 1 on a failure.
 """
 
@@ -249,6 +253,77 @@ def cmd_schema(values_file, schema_file):
     return 1 if problems else 0
 
 
+TABLE_BEGIN = "<!-- values-table:begin -->"
+TABLE_END = "<!-- values-table:end -->"
+
+
+def values_table(values, schema):
+    """The Markdown table of every value: one row per leaf of the schema (an object without properties,
+    such as resources, is one row), after a row for each group of values."""
+    rows = ["| value | type | default | what it does |", "|---|---|---|---|"]
+
+    def cell(text):
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    def default(value):
+        text = json.dumps(value, separators=(", ", ": "))
+        return f"`{text}`" if len(text) <= 40 else "see values.yaml"
+
+    def walk(value, node, path):
+        props = node.get("properties")
+        if props:
+            if path:
+                # A group's own row names what its values below are about.
+                rows.append(f"| **`{path}`** | object | | {cell(node.get('description', ''))} |")
+            for key, sub in props.items():
+                if key == "global":
+                    continue
+                walk(value.get(key) if isinstance(value, dict) else None, sub, f"{path}.{key}" if path else key)
+            return
+        kind = node.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        text = node.get("description", "")
+        enum = node.get("enum") or node.get("items", {}).get("enum")
+        if enum and not all(str(e) in text for e in enum):
+            text += " One of: " + ", ".join(f"`{e}`" for e in enum) + "."
+        rows.append(f"| `{path}` | {cell(kind)} | {cell(default(value))} | {cell(text)} |")
+
+    walk(values, schema, "")
+    return "\n".join(rows) + "\n"
+
+
+def cmd_values_table(args):
+    write = args[:1] == ["--write"]
+    if write:
+        args = args[1:]
+    if len(args) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    values = yaml.safe_load(pathlib.Path(args[0]).read_text())
+    schema = json.loads(pathlib.Path(args[1]).read_text())
+    table = values_table(values, schema)
+    count = sum(1 for line in table.splitlines() if line.startswith("| `"))
+    failed = False
+    for name in args[2:]:
+        path = pathlib.Path(name)
+        text = path.read_text()
+        begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+        if begin < 0 or end < begin:
+            print(f"ERROR {name}: no {TABLE_BEGIN} ... {TABLE_END} lines")
+            failed = True
+            continue
+        start = begin + len(TABLE_BEGIN) + 1
+        if text[start:end] == table:
+            print(f"values-table: {name} is up to date ({count} values)")
+        elif write:
+            path.write_text(text[:start] + table + text[end:])
+            print(f"values-table: wrote {name} ({count} values)")
+        else:
+            print(f"ERROR {name}: the values table is stale: run charts/tools/values-table.sh")
+            failed = True
+    return 1 if failed else 0
+
+
 def main(argv):
     commands = {
         "crds": (cmd_crds, 1),
@@ -258,6 +333,8 @@ def main(argv):
     }
     if len(argv) >= 3 and argv[0] == "image":
         return cmd_image(argv[1], argv[2:])
+    if argv[:1] == ["values-table"]:
+        return cmd_values_table(argv[1:])
     if not argv or argv[0] not in commands or len(argv) - 1 != commands[argv[0]][1]:
         print(__doc__, file=sys.stderr)
         return 2

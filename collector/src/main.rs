@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -18,7 +19,7 @@ use podflow_collector::enrich::{Attributor, NoMetadata};
 use podflow_collector::inspect;
 use podflow_collector::k8s::{
     self,
-    api::{ApiProvider, ApiSettings},
+    api::{ApiProvider, ApiSettings, Observer},
     index::IndexSettings,
     inventory::Inventory,
 };
@@ -26,7 +27,12 @@ use podflow_collector::metrics::Metrics;
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
 use podflow_collector::sinks::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
+use podflow_collector::sinks::edges::EdgeConsumer;
+use podflow_collector::sinks::edges::peers::{Cidr, NamedCidr, Peers};
 use podflow_collector::sinks::ndjson::NdjsonArgs;
+use podflow_collector::sinks::prometheus::{FlowMetrics, FlowMetricsConfig};
+use podflow_telemetry::LogFormat;
+use podflow_telemetry::Server;
 
 /// podflow's collector: receives IPFIX and NetFlow v9/v5 over UDP from podflow's probes and any other
 /// exporter, joins Service NAT, attributes every endpoint to its pod, workload, Service and node at the
@@ -41,6 +47,10 @@ use podflow_collector::sinks::ndjson::NdjsonArgs;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Log format: text lines (podflow-collector: ...), or one JSON object per line.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     #[command(flatten)]
     serve: ServeArgs,
@@ -121,9 +131,65 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     template_lifetime: u64,
 
-    /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address.
+    /// How long a data set that arrives before its template is held for it, in seconds. A collector
+    /// that starts knows no template until each exporter sends its templates again (podflow-exporter:
+    /// every 10 s; softflowd: every 16 messages); what arrives meanwhile is held (up to 4 MiB per
+    /// exporter and 64 MiB in all) and decoded then. Sets held longer are dropped and counted in
+    /// podflow_collector_held_sets_total{outcome="expired"}.
+    #[arg(long, value_name = "SECONDS", default_value_t = podflow_collector::decode::HoldLimits::default().hold_ms / 1000,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    template_wait: u64,
+
+    /// Serve Prometheus self metrics on /metrics (OpenMetrics when asked), a health check on /healthz
+    /// and readiness on /readyz at this address.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+
+    /// Do not count flow metrics (podflow_connections_total, podflow_connection_bytes_total,
+    /// podflow_connection_packets_total), which /metrics serves whenever --metrics-listen is given.
+    #[arg(long)]
+    no_flow_metrics: bool,
+
+    /// An address range outside the cluster that the flow metrics name (as namespace external,
+    /// workload NAME) instead of plain external, NAME=CIDR (repeatable; the first match wins).
+    #[arg(long = "external-cidr", value_name = "NAME=CIDR")]
+    external_cidrs: Vec<NamedCidr>,
+
+    /// The cluster's address ranges (repeatable): an address in them with no Kubernetes owner at the
+    /// flow's time is unknown in the flow metrics, any other is external. Default: the private ranges
+    /// (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, loopback and link-local).
+    #[arg(long = "cluster-cidr", value_name = "CIDR")]
+    cluster_cidrs: Vec<Cidr>,
+
+    /// Flow metric series of an edge (client, server, Service, protocol) not counted for this long are
+    /// removed, so workloads that are gone stop being exported: 600, 600s, 10m or 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    metrics_series_ttl: Duration,
+
+    /// Edges the flow metrics hold at most (five series each); updates of further edges are left out
+    /// and counted in podflow_collector_flow_series_refused_total.
+    #[arg(long, value_name = "N", default_value_t = FlowMetricsConfig::default().max_series)]
+    metrics_max_series: usize,
+
+    /// Also export netflow_connection_count and netflow_connection_bytes (labels srchost,
+    /// srcnamespace, dsthost, dstnamespace), for dashboards built for the NetFlow exporter.
+    #[arg(long)]
+    compat_netflow_metrics: bool,
+}
+
+/// Seconds, or a number with an `s`, `m` or `h` suffix.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (n, unit) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (600, 600s, 10m, 1h)"))?;
+    Ok(Duration::from_secs(n.saturating_mul(unit)))
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,6 +271,7 @@ struct WebhookArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    podflow_telemetry::log::init("podflow-collector", cli.log_format);
     let (files, podflow_pen, templates) = match cli.command {
         Some(Command::Decode {
             files,
@@ -234,7 +301,7 @@ fn exit(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("podflow-collector: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::from(2)
         }
     }
@@ -299,18 +366,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         match receive::bind(*addr, per, a.receive_buffer.saturating_mul(1 << 20)) {
             Ok((ls, warning)) => {
                 if let Some(w) = warning {
-                    eprintln!("podflow-collector: warning: {w}");
+                    tracing::warn!("{w}");
                 }
-                eprintln!(
-                    "podflow-collector: listening on udp {} ({} sockets)",
-                    ls[0].addr,
-                    ls.len()
-                );
+                tracing::info!("listening on udp {} ({} sockets)", ls[0].addr, ls.len());
                 listeners.extend(ls);
             }
             // The default IPv6 addresses are optional: hosts without IPv6 still collect over IPv4.
             Err(e) if a.listen.is_empty() && addr.is_ipv6() => {
-                eprintln!("podflow-collector: warning: not listening on {addr}: {e}");
+                tracing::warn!("not listening on {addr}: {e}");
             }
             Err(e) => return Err(e).with_context(|| format!("listening on udp {addr}")),
         }
@@ -318,33 +381,46 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let sink = a.ndjson.open().context("opening the NDJSON output")?;
     let es_config = a.elasticsearch.config()?;
     match &sink {
-        Some(s) => eprintln!(
-            "podflow-collector: ndjson: writing to {} ({})",
-            s.target(),
-            s.io_mode()
-        ),
-        None if es_config.is_none() => eprintln!(
-            "podflow-collector: warning: no sink configured (--ndjson, --elasticsearch): flows are decoded and counted only"
+        Some(s) => tracing::info!("ndjson: writing to {} ({})", s.target(), s.io_mode()),
+        None if es_config.is_none() => tracing::warn!(
+            "no sink configured (--ndjson, --elasticsearch): flows are decoded and counted only"
         ),
         None => {}
     }
     let metrics = Metrics::default();
-    // The registry the sinks register their prometheus metrics into.
+    // The one registry sinks register their metrics into, served beside the pipeline's own families.
     let registry = prometheus::Registry::new();
     let elasticsearch = match es_config {
         Some(cfg) => {
             if cfg.spool.is_none() {
-                eprintln!(
-                    "podflow-collector: warning: elasticsearch: no --spool-dir: documents that cannot be delivered are dropped (and counted)"
+                tracing::warn!(
+                    "elasticsearch: no --spool-dir: documents that cannot be delivered are dropped (and counted)"
                 );
             }
             Some(ElasticsearchSink::start(cfg, &registry).context("starting the Elasticsearch sink")?)
         }
         None => None,
     };
+    let mut edge_consumers: Vec<Box<dyn EdgeConsumer>> = Vec::new();
+    if a.metrics_listen.is_some() && !a.no_flow_metrics {
+        let cfg = FlowMetricsConfig {
+            ttl_ms: u64::try_from(a.metrics_series_ttl.as_millis()).unwrap_or(u64::MAX),
+            max_series: a.metrics_max_series,
+            compat_netflow: a.compat_netflow_metrics,
+        };
+        let flow_metrics = FlowMetrics::register(cfg, &registry).context("flow metrics")?;
+        edge_consumers.push(Box::new(flow_metrics));
+    }
+    // Routers other parts of the collector serve on the same address.
+    let routers: Vec<axum::Router> = Vec::new();
+    let server = Server::new("podflow-collector")
+        .families(metrics.families())
+        .registry(&registry)
+        .merge_all(routers);
+    let ready = server.readiness();
     if let Some(addr) = a.metrics_listen {
-        let bound = serve_metrics(&metrics, &registry, addr).with_context(|| format!("metrics on {addr}"))?;
-        eprintln!("podflow-collector: metrics on http://{bound}/metrics");
+        let bound = server.spawn(addr).with_context(|| format!("metrics on {addr}"))?;
+        tracing::info!("metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -364,28 +440,37 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let inv =
             Inventory::load(&a.inventory, index, pipeline::now_ms()).context("reading the inventory")?;
         let r = inv.report();
-        eprintln!(
-            "podflow-collector: inventory: {} objects from {} files ({} bad, {} ignored)",
-            r.objects, r.files, r.bad, r.ignored
+        tracing::info!(
+            "inventory: {} objects from {} files ({} bad, {} ignored)",
+            r.objects,
+            r.files,
+            r.bad,
+            r.ignored
         );
         for p in r.problems.iter().take(10) {
-            eprintln!("podflow-collector: inventory: {p}");
+            tracing::info!("inventory: {p}");
         }
         Arc::new(inv)
     } else if a.kubernetes {
+        let watched = metrics.clone();
+        let observer: Observer = Arc::new(move |s| watched.lock().kubernetes = Some(s.clone()));
         let provider = runtime.block_on(async {
             let client = k8s::api::client(a.kubeconfig.as_deref()).await?;
             ApiProvider::spawn(
                 client,
                 ApiSettings {
                     index,
+                    observer: Some(observer),
                     ..ApiSettings::default()
                 },
             )
         });
         let provider = provider.map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
-        eprintln!("podflow-collector: watching the Kubernetes API");
-        Arc::new(provider)
+        tracing::info!("watching the Kubernetes API");
+        let provider = Arc::new(provider);
+        let watched = Arc::clone(&provider);
+        ready.require("kubernetes index not synced", move || watched.synced());
+        provider
     } else {
         Arc::new(NoMetadata)
     };
@@ -393,6 +478,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         decoder: DecoderConfig {
             podflow_pen: a.podflow_pen,
             template_lifetime_ms: a.template_lifetime.saturating_mul(1000),
+            hold: podflow_collector::decode::HoldLimits {
+                hold_ms: a.template_wait.saturating_mul(1000),
+                ..Default::default()
+            },
             ..DecoderConfig::default()
         },
         cluster_name: a.cluster_name,
@@ -402,32 +491,30 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             window_ms: a.duplicate_window.saturating_mul(1000),
             max_entries: usize::try_from(a.duplicate_entries).unwrap_or(usize::MAX),
         },
+        peers: Peers {
+            external: a.external_cidrs,
+            cluster: if a.cluster_cidrs.is_empty() {
+                Peers::default().cluster
+            } else {
+                a.cluster_cidrs
+            },
+        },
+        edge_consumers,
         ..PipelineConfig::default()
     };
     let sinks = pipeline::Sinks {
         ndjson: sink,
         elasticsearch,
     };
+    // The sockets are bound; with --kubernetes, /readyz waits for the index as well.
+    ready.set();
     let totals = pipeline::run(listeners, cfg, attributor, sinks, metrics, stop)?;
     runtime.shutdown_background();
-    eprintln!(
-        "podflow-collector: {} records decoded, {} documents written",
-        totals.records, totals.documents
+    tracing::info!(
+        "{} records decoded, {} documents written",
+        totals.records,
+        totals.documents
     );
     Ok(())
 }
 
-/// Serves the State-rendered families followed by `registry`'s (the sinks' prometheus metrics).
-fn serve_metrics(
-    metrics: &Metrics,
-    registry: &prometheus::Registry,
-    addr: SocketAddr,
-) -> std::io::Result<SocketAddr> {
-    use prometheus::Encoder as _;
-    let (state, registry) = (metrics.clone(), registry.clone());
-    podflow_telemetry::serve(addr, "podflow-collector", move || {
-        let mut text = state.render().into_bytes();
-        let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut text);
-        String::from_utf8(text).unwrap_or_default()
-    })
-}

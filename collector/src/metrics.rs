@@ -5,6 +5,7 @@ use podflow_telemetry::{Render, family};
 use std::collections::BTreeMap;
 
 use crate::decode::ExporterStats;
+use crate::k8s::api::{KindStats, KubernetesStats};
 
 /// Everything the collector reports about itself.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +37,10 @@ pub struct State {
     pub documents: BTreeMap<&'static str, u64>,
     /// Documents a sink dropped or failed, by sink and reason.
     pub sink_failures: BTreeMap<(&'static str, &'static str), u64>,
+    /// What the Kubernetes API watches did (with --kubernetes only).
+    pub kubernetes: Option<KubernetesStats>,
+    /// Log lines about exporters left out because all exporters together passed the log budget.
+    pub log_suppressed: u64,
 }
 
 /// The counters, shared by the threads that update them and the thread that serves them.
@@ -92,6 +97,30 @@ impl Render for State {
             "counter",
             "Data sets whose template was unknown, by exporter.",
             per_exporter(|c| c.template_misses),
+        );
+        family(
+            o,
+            "podflow_collector_held_sets_total",
+            "counter",
+            "Data sets that arrived before their template, by exporter and what became of them: 'held' (waiting), 'decoded' once the template came, 'expired' after --template-wait, 'refused' for the hold limits.",
+            s.exporters
+                .iter()
+                .flat_map(|((e, p), c)| {
+                    let e = podflow_telemetry::escape(e);
+                    [
+                        ("held", c.held_sets),
+                        ("decoded", c.replayed_sets),
+                        ("expired", c.expired_sets),
+                        ("refused", c.dropped_sets),
+                    ]
+                    .map(|(outcome, v)| {
+                        (
+                            format!("{{exporter=\"{e}\",protocol=\"{p}\",outcome=\"{outcome}\"}}"),
+                            v,
+                        )
+                    })
+                })
+                .collect::<Vec<_>>(),
         );
         family(
             o,
@@ -195,12 +224,127 @@ impl Render for State {
                 .map(|((k, r), v)| (format!("{{sink=\"{k}\",reason=\"{r}\"}}"), *v))
                 .collect::<Vec<_>>(),
         );
+        if let Some(k) = &s.kubernetes {
+            render_kubernetes(o, k);
+        }
+        family(
+            o,
+            "podflow_collector_log_suppressed_total",
+            "counter",
+            "Log lines about exporters left out because all exporters together passed the lines a minute the log allows (the metrics still count every problem).",
+            vec![(String::new(), s.log_suppressed)],
+        );
     }
+}
+
+/// The `podflow_collector_kubernetes_*` families, labelled by kind (pod, service, endpointslice, node,
+/// replicaset, job).
+fn render_kubernetes(o: &mut String, k: &KubernetesStats) {
+    let per_kind = |pick: fn(&KindStats) -> u64| {
+        k.kinds
+            .iter()
+            .map(|(kind, c)| (format!("{{kind=\"{}\"}}", kind.name().to_lowercase()), pick(c)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        o,
+        "podflow_collector_kubernetes_synced",
+        "gauge",
+        "1 once every watched kind has been listed completely.",
+        vec![(String::new(), u64::from(k.synced))],
+    );
+    let events = k.kinds.iter().flat_map(|(kind, c)| {
+        let kind = kind.name().to_lowercase();
+        [
+            ("listed", c.listed),
+            ("applied", c.applied),
+            ("deleted", c.deleted),
+        ]
+        .map(|(event, v)| (format!("{{kind=\"{kind}\",event=\"{event}\"}}"), v))
+    });
+    family(
+        o,
+        "podflow_collector_kubernetes_events_total",
+        "counter",
+        "Objects received from the API, by kind and event: listed (in a full list), applied (added or changed, from the watch), deleted.",
+        events.collect::<Vec<_>>(),
+    );
+    family(
+        o,
+        "podflow_collector_kubernetes_lists_total",
+        "counter",
+        "Full lists completed, by kind (the first included).",
+        per_kind(|c| c.lists),
+    );
+    family(
+        o,
+        "podflow_collector_kubernetes_relists_total",
+        "counter",
+        "Full lists begun after the first, by kind (after 410 Gone, or a watch that could not resume).",
+        per_kind(|c| c.relists),
+    );
+    family(
+        o,
+        "podflow_collector_kubernetes_watch_expired_total",
+        "counter",
+        "Watches the API server ended with 410 Gone (their resourceVersion was compacted away), by kind.",
+        per_kind(|c| c.expired),
+    );
+    family(
+        o,
+        "podflow_collector_kubernetes_errors_total",
+        "counter",
+        "Other errors listing or watching, by kind (retried with backoff).",
+        per_kind(|c| c.errors),
+    );
+    family(
+        o,
+        "podflow_collector_kubernetes_bad_objects_total",
+        "counter",
+        "Objects that could not be used, by kind.",
+        per_kind(|c| c.bad),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::objects::ObjectKind;
+
+    #[test]
+    fn kubernetes_watch_counters_are_rendered_per_kind_only_with_the_api_provider() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("podflow_collector_kubernetes_"));
+        let mut k = KubernetesStats {
+            synced: true,
+            ..KubernetesStats::default()
+        };
+        k.kinds.insert(
+            ObjectKind::Pod,
+            KindStats {
+                listed: 3,
+                applied: 2,
+                deleted: 1,
+                lists: 2,
+                relists: 1,
+                expired: 1,
+                ..KindStats::default()
+            },
+        );
+        k.kinds.insert(ObjectKind::EndpointSlice, KindStats::default());
+        m.lock().kubernetes = Some(k);
+        let text = m.render();
+        for line in [
+            "podflow_collector_kubernetes_synced 1\n",
+            "podflow_collector_kubernetes_events_total{kind=\"pod\",event=\"listed\"} 3\n",
+            "podflow_collector_kubernetes_events_total{kind=\"pod\",event=\"deleted\"} 1\n",
+            "podflow_collector_kubernetes_relists_total{kind=\"pod\"} 1\n",
+            "podflow_collector_kubernetes_watch_expired_total{kind=\"pod\"} 1\n",
+            "podflow_collector_kubernetes_lists_total{kind=\"endpointslice\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn lost_records_and_datagrams_are_rendered_per_exporter() {

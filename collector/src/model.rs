@@ -271,7 +271,8 @@ pub struct EnrichedFlow {
     pub source: Option<Arc<K8sEndpoint>>,
     /// The destination endpoint's identity (for a Service ClusterIP: the Service).
     pub destination: Option<Arc<K8sEndpoint>>,
-    /// The backend that served a connection to a Service (from NAT fields or NAT events).
+    /// The backend that served a connection to a Service (from NAT fields or NAT events), attributed
+    /// at the flow's start; its `service_name` is the Service's (the destination's) when it served one.
     pub backend: Option<Arc<K8sEndpoint>>,
     /// The backend's address and port after NAT, when known.
     pub backend_addr: Option<(IpAddr, u16)>,

@@ -26,8 +26,10 @@ use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
 use crate::sinks::elasticsearch::ElasticsearchSink;
+use crate::sinks::edges::peers::Peers;
+use crate::sinks::edges::{EdgeBatch, EdgeConsumer};
 use crate::sinks::ndjson::NdjsonSink;
-use podflow_telemetry::Throttle;
+use podflow_telemetry::{LogBudget, Throttle};
 
 /// Milliseconds since the Unix epoch, the clock of the I/O shell.
 pub fn now_ms() -> u64 {
@@ -55,6 +57,10 @@ pub struct PipelineConfig {
     pub backlog_records: u64,
     /// The duplicate table's window and size.
     pub dedup: DedupConfig,
+    /// Where addresses without an owner belong, for the edges.
+    pub peers: Peers,
+    /// What takes each batch's edges (flow metrics, the node graph). With none, no edges are made.
+    pub edge_consumers: Vec<Box<dyn EdgeConsumer>>,
 }
 
 impl Default for PipelineConfig {
@@ -67,6 +73,8 @@ impl Default for PipelineConfig {
             record_queue: 4096,
             backlog_records: DEFAULT_BACKLOG_RECORDS,
             dedup: DedupConfig::default(),
+            peers: Peers::default(),
+            edge_consumers: Vec::new(),
         }
     }
 }
@@ -110,7 +118,7 @@ impl From<Option<NdjsonSink>> for Sinks {
 /// Runs the collector on `listeners` until `stop` is raised, writing documents to `sinks`.
 pub fn run(
     listeners: Vec<Listener>,
-    cfg: PipelineConfig,
+    mut cfg: PipelineConfig,
     attributor: Arc<dyn Attributor + Send + Sync>,
     sinks: impl Into<Sinks>,
     metrics: Metrics,
@@ -128,6 +136,8 @@ pub fn run(
     let depth = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     let receive_stop = Arc::new(AtomicBool::new(false));
+    // Lines about exporters, a fixed number a minute over every decode thread.
+    let budget = Arc::new(LogBudget::default());
     for l in listeners {
         let l = Arc::new(l);
         let (dg_tx, dg_rx) = sync_channel::<Batch>(cfg.datagram_queue);
@@ -141,6 +151,7 @@ pub fn run(
                 })?,
         );
         let (decoder_cfg, tx, m, d) = (cfg.decoder, records_tx.clone(), metrics.clone(), depth.clone());
+        let budget = Arc::clone(&budget);
         let pools = (batch_pool, record_pool.clone());
         threads.push(
             std::thread::Builder::new()
@@ -153,12 +164,16 @@ pub fn run(
                         records: &pools.1,
                         backlog: cfg.backlog_records,
                     };
-                    decode_loop(&l, queues, Decoder::new(decoder_cfg), &d, &m)
+                    decode_loop(&l, queues, Decoder::new(decoder_cfg), &d, (&m, &budget))
                 })?,
         );
     }
     drop(records_tx);
     let ctx_cfg = (cfg.cluster_name.clone(), cfg.kubernetes);
+    let edges = (
+        EdgeBatch::new(std::mem::take(&mut cfg.peers)),
+        std::mem::take(&mut cfg.edge_consumers),
+    );
     let m = metrics.clone();
     let sink_thread = std::thread::Builder::new().name("enrich".into()).spawn(move || {
         enrich_loop(
@@ -167,6 +182,7 @@ pub fn run(
             &*attributor,
             (sink, elasticsearch),
             ctx_cfg,
+            edges,
             &depth,
             &m,
         )
@@ -198,7 +214,7 @@ fn decode_loop(
     q: Queues<'_>,
     mut decoder: Decoder,
     depth: &AtomicU64,
-    metrics: &Metrics,
+    (metrics, budget): (&Metrics, &LogBudget),
 ) {
     let mut next_publish = Instant::now();
     // Exporters that lost something are logged, at most once per ten seconds each.
@@ -243,23 +259,48 @@ fn decode_loop(
         }
         if next_publish.elapsed() >= Duration::from_secs(1) {
             next_publish = Instant::now();
-            publish_decode(listener, &mut decoder, metrics, &mut reports);
+            publish_decode(listener, &mut decoder, (metrics, budget), &mut reports);
         }
     }
-    publish_decode(listener, &mut decoder, metrics, &mut reports);
-    for line in reports.flush() {
-        eprintln!("{line}");
+    publish_decode(listener, &mut decoder, (metrics, budget), &mut reports);
+    let left_out = log_reports(&reports.flush(), budget) + budget.take_refused();
+    if left_out > 0 {
+        tracing::warn!(
+            "{left_out} lines about exporters left out of the log at the end; podflow_collector_log_suppressed_total counts them"
+        );
     }
+    metrics.lock().log_suppressed += left_out;
 }
 
-fn publish_decode(listener: &Listener, decoder: &mut Decoder, metrics: &Metrics, reports: &mut Reports) {
-    let stats = decoder.take_stats();
-    for line in reports.add(&stats) {
-        eprintln!("{line}");
+/// Logs the lines `budget` admits and says how many it refused before; returns how many of `lines`
+/// it refused.
+fn log_reports(lines: &[String], budget: &LogBudget) -> u64 {
+    let admitted = budget.admit(lines.len());
+    if admitted.refused_before > 0 {
+        tracing::warn!(
+            "{} lines about exporters left out of the log in the last minute (at most {} a minute over all exporters); podflow_collector_log_suppressed_total counts them",
+            admitted.refused_before,
+            podflow_telemetry::log::LINES_PER_MINUTE
+        );
     }
+    for line in &lines[..admitted.lines] {
+        tracing::warn!("{line}");
+    }
+    (lines.len() - admitted.lines) as u64
+}
+
+fn publish_decode(
+    listener: &Listener,
+    decoder: &mut Decoder,
+    (metrics, budget): (&Metrics, &LogBudget),
+    reports: &mut Reports,
+) {
+    let stats = decoder.take_stats();
+    let left_out = log_reports(&reports.add(&stats), budget);
     let behind = listener.stats.dropped_behind.swap(0, Ordering::Relaxed);
     let kernel = listener.kernel_drops();
     let mut m = metrics.lock();
+    m.log_suppressed += left_out;
     add_decode_stats(&mut m, &stats);
     *m.dropped_datagrams.entry("behind").or_default() += behind;
     if let Some(k) = kernel {
@@ -283,13 +324,16 @@ fn add_decode_stats(m: &mut State, stats: &DecodeStats) {
     }
 }
 
-/// The first argument: the queue of record batches, and where emptied ones go back.
+/// The first argument: the queue of record batches, and where emptied ones go back; `edges`: the
+/// batch of edges and who takes them, once per batch.
+#[allow(clippy::too_many_arguments)]
 fn enrich_loop(
     (rx, spare): (Receiver<Vec<FlowRecord>>, &Pool<Vec<FlowRecord>>),
     mut enricher: Enricher,
     attributor: &(dyn Attributor + Send + Sync),
     (mut sink, mut es): (Option<NdjsonSink>, Option<ElasticsearchSink>),
     (cluster_name, kubernetes): (Option<String>, bool),
+    (mut edges, mut consumers): (EdgeBatch, Vec<Box<dyn EdgeConsumer>>),
     depth: &AtomicU64,
     metrics: &Metrics,
 ) -> RunTotals {
@@ -298,6 +342,7 @@ fn enrich_loop(
     // Write failures (a full disk, a closed pipe) are logged once, then at most once per ten seconds.
     let mut failures = Throttle::default();
     let mut published = enricher.stats();
+    let counting = !consumers.is_empty();
     loop {
         let batch = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(b) => Some(b),
@@ -328,11 +373,14 @@ fn enrich_loop(
                     continue;
                 };
                 totals.documents += 1;
+                if counting {
+                    edges.add_flow(&flow);
+                }
                 if let Some(Err(e)) = sink.as_mut().map(|s| s.write_one(&flow, &ctx))
                     && let Some(n) = failures.hit(1)
                 {
-                    eprintln!(
-                        "podflow-collector: ndjson: {e} ({n} failed writes since the last report; documents stay buffered up to {} MiB)",
+                    tracing::error!(
+                        "ndjson: {e} ({n} failed writes since the last report; documents stay buffered up to {} MiB)",
                         crate::sinks::ndjson::MAX_PENDING >> 20
                     );
                 }
@@ -342,9 +390,16 @@ fn enrich_loop(
             }
             drop(rest);
             spare.put(records);
+            if counting {
+                edges.flush(now_ms(), &mut consumers);
+            }
         }
         if next_tick.elapsed() >= Duration::from_secs(1) {
             next_tick = Instant::now();
+            if counting {
+                // Nothing to add, but the consumers' clocks move on (series expire).
+                edges.flush(now_ms(), &mut consumers);
+            }
             enricher.expire(now_ms());
             if let Some(s) = sink.as_mut() {
                 let _ = s.flush();
@@ -368,11 +423,11 @@ fn enrich_loop(
     if let Some(s) = sink {
         let end = s.finish();
         if let Some(e) = &end.error {
-            eprintln!("podflow-collector: ndjson: {e}");
+            tracing::info!("ndjson: {e}");
         }
         if end.dropped + end.unwritten > 0 {
-            eprintln!(
-                "podflow-collector: ndjson: {} documents not written: {} dropped while writes failed, {} refused at exit",
+            tracing::error!(
+                "ndjson: {} documents not written: {} dropped while writes failed, {} refused at exit",
                 end.dropped + end.unwritten,
                 end.dropped,
                 end.unwritten

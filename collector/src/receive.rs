@@ -194,8 +194,8 @@ impl Listener {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if let Some(n) = failures.hit(1) {
-                        eprintln!(
-                            "podflow-collector: receive on {} failed: {e} ({n} failed reads since the last report)",
+                        tracing::error!(
+                            "receive on {} failed: {e} ({n} failed reads since the last report)",
                             self.addr
                         );
                     }

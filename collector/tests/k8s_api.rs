@@ -109,6 +109,7 @@ fn start(fake: Arc<Fake>, client: kube::Client) -> Harness {
             max_labels: 16,
         },
         clock: Arc::new(move || read.load(Ordering::SeqCst)),
+        observer: None,
     };
     let provider = ApiProvider::spawn(client, settings).unwrap();
     Harness {

@@ -180,7 +180,7 @@ fn scan(
     let devices = match pcap::Device::list() {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("podflow-exporter: listing interfaces failed: {e}");
+            tracing::error!("listing interfaces failed: {e}");
             return HashSet::new();
         }
     };
@@ -209,7 +209,7 @@ fn scan(
                 active2.lock().unwrap_or_else(|e| e.into_inner()).remove(&name2);
             });
         if let Err(e) = spawned {
-            eprintln!("podflow-exporter: cannot start capture of {name}: {e}");
+            tracing::error!("cannot start capture of {name}: {e}");
             active.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
         }
     }
@@ -273,11 +273,11 @@ fn capture_thread(
     let (mut cap, link) = match open(name, cfg) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("podflow-exporter: cannot capture {e}");
+            tracing::error!("cannot capture {e}");
             return;
         }
     };
-    eprintln!("podflow-exporter: capturing {name} ({})", link.name());
+    tracing::info!("capturing {name} ({})", link.name());
     let new_batch = || Batch {
         packets: Vec::with_capacity(256),
         skipped: Vec::new(),
@@ -299,7 +299,7 @@ fn capture_thread(
             // Nothing to read now.
             Err(pcap::Error::TimeoutExpired) => wait_readable(&cap),
             Err(e) => {
-                eprintln!("podflow-exporter: stopped capturing {name}: {e}");
+                tracing::error!("stopped capturing {name}: {e}");
                 break;
             }
         }

@@ -18,6 +18,7 @@ use podflow_exporter::export::{Collectors, ExportConfig, IpfixWriter, ObserverIn
 use podflow_exporter::flow::{FlowTable, TableConfig};
 use podflow_exporter::metrics::Metrics;
 use podflow_exporter::probe::{Engine, wall_ms};
+use podflow_telemetry::LogFormat;
 use proto_ipfix::community_id::CommunityId;
 
 /// podflow probe: captures packets, aggregates bidirectional flows and exports them as IPFIX.
@@ -36,6 +37,10 @@ use proto_ipfix::community_id::CommunityId;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+
+    /// Log format: text lines (podflow-exporter: ...), or one JSON object per line.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     #[command(flatten)]
     probe: ProbeArgs,
@@ -111,8 +116,12 @@ struct ProbeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1400)]
     mtu: usize,
 
-    /// Templates are sent again this often, in seconds (collectors forget templates not refreshed).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    /// Templates are sent again this often, in seconds. Over UDP a collector that starts or restarts
+    /// knows no template until the exporter sends them again (RFC 7011 section 8.4: periodically), so
+    /// this is the longest a restarted collector waits to decode this probe again (it holds the data
+    /// meanwhile: its --template-wait, 15 s, outlasts the default). A template message costs a few
+    /// hundred octets.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     template_refresh: u64,
 
     /// Private Enterprise Number of podflow's own elements (communityId, observer names, ...).
@@ -154,8 +163,8 @@ struct ProbeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     conntrack_sweep: u64,
 
-    /// Serve Prometheus self metrics on /metrics and a health check on /healthz at this address,
-    /// e.g. 0.0.0.0:9477.
+    /// Serve Prometheus self metrics on /metrics (OpenMetrics when asked), a health check on /healthz
+    /// and readiness on /readyz at this address, e.g. 0.0.0.0:9477.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
 }
@@ -206,11 +215,12 @@ struct CommunityIdArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    podflow_telemetry::log::init("podflow-exporter", cli.log_format);
     match cli.command {
         Some(Command::CommunityId(args)) => report(community_id_cmd(&args)),
         None => match usage_error(&cli.probe) {
             Some(msg) => {
-                eprintln!("podflow-exporter: {msg}; see podflow-exporter --help");
+                tracing::error!("{msg}; see podflow-exporter --help");
                 ExitCode::from(2)
             }
             None => report(probe(cli.probe)),
@@ -260,11 +270,11 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     let writer = IpfixWriter::new(export).context("export settings")?;
     let collectors = Collectors::connect(&a.collectors)?;
     let metrics = Metrics::default();
+    let server = podflow_telemetry::Server::new("podflow-exporter").families(metrics.families());
+    let ready = server.readiness();
     if let Some(addr) = a.metrics_listen {
-        let bound = metrics
-            .serve(addr, "podflow-exporter")
-            .with_context(|| format!("metrics on {addr}"))?;
-        eprintln!("podflow-exporter: metrics on http://{bound}/metrics");
+        let bound = server.spawn(addr).with_context(|| format!("metrics on {addr}"))?;
+        tracing::info!("metrics on http://{bound}/metrics");
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -274,6 +284,8 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
     if a.conntrack {
         engine = engine.with_conntrack(conntrack);
     }
+    // The export sockets are connected; capture opens its interfaces (or file) next.
+    ready.set();
     let totals = match &a.pcap {
         Some(path) => capture::run_file(path, &mut engine, &stop)?,
         None => {
@@ -293,10 +305,15 @@ fn probe(a: ProbeArgs) -> anyhow::Result<()> {
             capture::run_live(live, &mut engine, &metrics, &stop)?
         }
     };
-    eprintln!(
-        "podflow-exporter: {} packets ({} skipped), {} flows exported as {} records in {} messages; at most \
+    tracing::info!(
+        "{} packets ({} skipped), {} flows exported as {} records in {} messages; at most \
          {} flows held at once",
-        totals.packets, totals.skipped, totals.flows, totals.records, totals.messages, totals.peak_flows
+        totals.packets,
+        totals.skipped,
+        totals.flows,
+        totals.records,
+        totals.messages,
+        totals.peak_flows
     );
     Ok(())
 }
@@ -322,16 +339,16 @@ fn start_conntrack(a: &ProbeArgs, table: &TableConfig) -> Option<Conntrack> {
     });
     match started {
         Ok((ct, buffer)) => {
-            eprintln!(
-                "podflow-exporter: conntrack: {} translated connections, event buffer {} KiB",
+            tracing::info!(
+                "conntrack: {} translated connections, event buffer {} KiB",
                 ct.stats().entries,
                 buffer / 1024
             );
             Some(ct)
         }
         Err(e) => {
-            eprintln!(
-                "podflow-exporter: warning: --conntrack: {e}; going on without conntrack: flows are \
+            tracing::warn!(
+                "--conntrack: {e}; going on without conntrack: flows are \
                  exported without NAT fields and counted as unresolved"
             );
             None

@@ -1,13 +1,18 @@
-//! What podflow's binaries say about themselves: the self-metrics endpoint (`/metrics` in the Prometheus
-//! text format 0.0.4 and `/healthz`, served from one background thread with std's TCP listener), the
-//! counters' shared state behind it, and the gate that keeps a failure repeating for every packet or
-//! document to one log line in ten seconds. The binaries own their counters and render them on request;
-//! this crate only speaks HTTP/1.1, writes families and keeps time between log lines.
+//! What podflow's binaries say about themselves: the HTTP server ([`http::Server`]: `/metrics` in the
+//! Prometheus text format or OpenMetrics, `/healthz`, `/readyz`, and the routes other parts merge in), the
+//! counters' shared state rendered on each scrape, and the gate that keeps a failure repeating for every
+//! packet or document to one log line in ten seconds. The binaries own their counters and render them on
+//! request; this crate speaks HTTP, writes families and keeps time between log lines.
+
+pub mod http;
+pub mod log;
+pub mod openmetrics;
+
+pub use http::{Ready, Server};
+pub use log::{LogBudget, LogFormat};
 
 use std::borrow::Borrow;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -51,10 +56,14 @@ impl<S: Render + Clone + Send + 'static> Shared<S> {
         out
     }
 
-    /// Serves `/metrics` and `/healthz` on `addr`, as [`serve`]; returns the bound address.
-    pub fn serve(&self, addr: SocketAddr, who: &'static str) -> std::io::Result<SocketAddr> {
+    /// Appends the state's families to a scrape, as [`Server::families`] takes them.
+    pub fn families(&self) -> impl Fn(&mut String) + Send + Sync + 'static {
         let me = self.clone();
-        serve(addr, who, move || me.render())
+        move |out: &mut String| {
+            // A copy, so the lock is not held while the text is written.
+            let state = me.lock().clone();
+            state.render(out);
+        }
     }
 }
 
@@ -104,43 +113,6 @@ impl Throttle {
     }
 }
 
-/// Serves `/metrics` (the text `render` returns) and `/healthz` on `addr` from a background thread named
-/// after `who`; returns the bound address (port 0 picks one).
-pub fn serve(
-    addr: SocketAddr,
-    who: &'static str,
-    render: impl Fn() -> String + Send + 'static,
-) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                // A slow or broken client only costs its own request.
-                let _ = answer(conn, who, &render);
-            }
-        })?;
-    Ok(bound)
-}
-
-fn answer(mut conn: TcpStream, who: &str, render: &impl Fn() -> String) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = match path {
-        "/metrics" => ("200 OK", render()),
-        "/healthz" => ("200 OK", "ok\n".to_string()),
-        _ => ("404 Not Found", format!("{who} serves /metrics and /healthz\n")),
-    };
-    write!(
-        conn,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
 /// Escapes a label value (backslash, double quote, newline).
 pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -170,7 +142,6 @@ pub fn label(key: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn a_throttle_lets_the_first_line_through_then_counts() {
@@ -206,36 +177,5 @@ mod tests {
         let m = Shared::<Two>::default();
         m.clone().lock().0 += 2;
         assert!(m.render().contains("\npodflow_two_total 2\n"), "{}", m.render());
-    }
-
-    #[test]
-    fn serves_metrics_healthz_and_404() {
-        let addr = serve("127.0.0.1:0".parse().unwrap(), "podflow-test", || {
-            let mut o = String::new();
-            family(
-                &mut o,
-                "podflow_test_total",
-                "counter",
-                "A test.",
-                &[(label("k", "a\"b"), 3)],
-            );
-            o
-        })
-        .unwrap();
-        let get = |path: &str| {
-            let mut c = TcpStream::connect(addr).unwrap();
-            write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            let mut s = String::new();
-            c.read_to_string(&mut s).unwrap();
-            s
-        };
-        let m = get("/metrics");
-        assert!(m.starts_with("HTTP/1.1 200 OK"));
-        assert!(
-            m.contains("# TYPE podflow_test_total counter\npodflow_test_total{k=\"a\\\"b\"} 3\n"),
-            "{m}"
-        );
-        assert!(get("/healthz").ends_with("\r\n\r\nok\n"));
-        assert!(get("/nope").starts_with("HTTP/1.1 404"));
     }
 }

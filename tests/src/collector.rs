@@ -6,6 +6,7 @@
 //! its exporter sent (the exporter says so, or the input says what it must send) and polls
 //! `podflow_collector_records_total` until it gets there.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,15 +47,34 @@ impl Collector {
     /// Starts the collector on an ephemeral UDP port of 127.0.0.1 with `sockets` sockets, writing
     /// `<name>.ndjson` in `work`, and waits (bounded) until it says it listens.
     pub fn start(name: &str, work: &Path, sockets: usize) -> anyhow::Result<Self> {
-        Self::start_with(name, work, sockets, &[])
+        Self::start_with(name, work, sockets, &[] as &[&str])
     }
 
     /// [`Collector::start`] with more arguments for the collector.
-    pub fn start_with(name: &str, work: &Path, sockets: usize, args: &[&str]) -> anyhow::Result<Self> {
+    pub fn start_with<S: AsRef<OsStr>>(
+        name: &str,
+        work: &Path,
+        sockets: usize,
+        args: &[S],
+    ) -> anyhow::Result<Self> {
+        Self::start_on(name, work, "127.0.0.1:0".parse()?, sockets, args)
+    }
+
+    /// [`Collector::start_with`] receiving on `listen` (to start a collector again on the port its
+    /// exporters send to).
+    pub fn start_on<S: AsRef<OsStr>>(
+        name: &str,
+        work: &Path,
+        listen: SocketAddr,
+        sockets: usize,
+        args: &[S],
+    ) -> anyhow::Result<Self> {
         let bin = binaries::podflow_collector()?;
         let ndjson = work.join(format!("{name}.ndjson"));
         let mut cmd = Command::new(bin);
-        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        cmd.arg("--listen")
+            .arg(listen.to_string())
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--sockets", &sockets.to_string()])
             .arg("--ndjson")
             .arg(&ndjson)

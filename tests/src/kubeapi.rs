@@ -126,6 +126,33 @@ impl KubeApi {
         run_script("restart-apiserver", &self.dir)
     }
 
+    /// Kills the API server (SIGKILL), as a crash would: open watches break at once, with no graceful
+    /// end (a graceful stop waits for every watch connection to close, which a stopped client never
+    /// does). [`KubeApi::restart_apiserver`] starts it again on the same port.
+    pub fn kill_apiserver(&self) -> anyhow::Result<()> {
+        let pidfile = self.dir.join("kube-apiserver.pid");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .with_context(|| format!("reading {}", pidfile.display()))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{} holds no pid", pidfile.display()))?;
+        // Only the process the launcher started for this directory.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ours = String::from_utf8_lossy(&cmdline).contains(&*self.dir.to_string_lossy());
+        if !ours {
+            bail!("process {pid} of {} is not this API server", pidfile.display());
+        }
+        let target = rustix::process::Pid::from_raw(pid).context("pid 0")?;
+        rustix::process::kill_process(target, rustix::process::Signal::KILL)
+            .with_context(|| format!("SIGKILL to kube-apiserver {pid}"))?;
+        // Gone, or a zombie its reaper has not collected yet.
+        crate::peer::wait_until("kube-apiserver to die", Duration::from_secs(10), || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            Ok(state.is_none_or(|s| s.starts_with('Z')))
+        })
+    }
+
     /// Compacts etcd, physically, at its current revision, so that the API server answers a watch from
     /// an older resourceVersion with 410 Gone once its watch cache no longer holds it (after
     /// [`KubeApi::restart_apiserver`]). Returns the revision.

@@ -16,6 +16,8 @@
 //! - [`netns`]: network namespaces joined by veth pairs, for live capture tests (root only).
 //! - [`kubeapi`]: a real Kubernetes API server on etcd (`scripts/kube-apiserver.sh`), its REST API over
 //!   HTTPS, restarts and etcd compaction.
+//! - [`kubectl`]: helm and kubectl pointed at that server, and the upstream CRDs of the chart's optional
+//!   objects.
 //! - [`kubenode`]: a Kubernetes node with pods, a Service (iptables DNAT) and masquerading, in network
 //!   namespaces, and `conntrack -L` as an oracle (root only).
 //! - [`pdml`]: tshark's PDML dissection of IPFIX captures, parsed.
@@ -23,12 +25,17 @@
 //! - [`exported`]: a UDP socket standing in for a collector of podflow-exporter, decoding what it gets.
 //! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
 //!   restarted on the same data at will.
+//! - [`sender`]: an IPFIX exporter of plain IPv4 biflows whose addresses and times a test chooses.
 //! - [`elasticsearch`]: the collector writing into an OpenSearch node, `_count`, and the sink's metrics.
 //! - [`ipfix_stream`]: as many IPFIX records as a test wants, sent at the pace the collector decodes.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
+//! - [`prometheus`]: Debian's Prometheus scraping podflow's `/metrics` into a temporary directory, and its
+//!   query API.
+//! - [`dashboards`]: podflow's Grafana dashboards: structure checks and their PromQL, variables replaced.
 
 pub mod binaries;
 pub mod collector;
+pub mod dashboards;
 pub mod elasticsearch;
 pub mod expect;
 pub mod exported;
@@ -36,6 +43,7 @@ pub mod flows;
 pub mod http;
 pub mod ipfix_stream;
 pub mod kubeapi;
+pub mod kubectl;
 pub mod kubenode;
 pub mod netns;
 pub mod nfcapd;
@@ -44,4 +52,6 @@ pub mod pcap;
 pub mod pcapgen;
 pub mod pdml;
 pub mod peer;
+pub mod prometheus;
+pub mod sender;
 pub mod webhook;

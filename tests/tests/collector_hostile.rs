@@ -46,7 +46,8 @@ fn logged_errors(log: &str) -> anyhow::Result<(Vec<&str>, BTreeMap<String, u64>)
     let mut lines = Vec::new();
     let mut by_reason = BTreeMap::new();
     for line in log.lines().filter(|l| {
-        l.starts_with("podflow-collector: exporter ") || l.starts_with("podflow-collector: exporters beyond")
+        l.starts_with("podflow-collector: warning: exporter ")
+            || l.starts_with("podflow-collector: warning: exporters beyond")
     }) {
         lines.push(line);
         let Some(list) = line.split(" decode errors (").nth(1) else {

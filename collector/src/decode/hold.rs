@@ -1,12 +1,19 @@
 //! Data sets held for want of their template.
 //!
 //! Over UDP a data set can overtake its template (an exporter sends both at start-up, or a template
-//! refresh is reordered). Such sets are held for a few seconds, bounded per exporter in count and octets,
-//! and decoded when the template arrives; older ones expire and are counted.
+//! refresh is reordered), and a collector that restarts knows no template until each exporter sends its
+//! templates again (RFC 7011 section 8.4: periodically; podflow-exporter every 10 s by default). Such sets
+//! are held, bounded per exporter in count and octets, and decoded when the template arrives; older ones
+//! expire and are counted. The default wait, 15 s, outlasts podflow-exporter's refresh, so a restarted
+//! collector decodes what arrived in between rather than dropping it.
 
 use std::collections::VecDeque;
 
 use crate::model::Protocol;
+
+/// How long a data set waits for its template by default, milliseconds: longer than podflow-exporter's
+/// template refresh (10 s), with room for a refresh that is late.
+pub const DEFAULT_HOLD_MS: u64 = 15_000;
 
 /// Bounds on what one exporter may have held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +29,10 @@ pub struct HoldLimits {
 impl Default for HoldLimits {
     fn default() -> Self {
         HoldLimits {
-            hold_ms: 5_000,
-            max_sets: 64,
-            max_bytes: 256 * 1024,
+            hold_ms: DEFAULT_HOLD_MS,
+            // A probe's 15 s at a few thousand records a second.
+            max_sets: 4096,
+            max_bytes: 4 << 20,
         }
     }
 }

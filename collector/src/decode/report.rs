@@ -4,8 +4,9 @@
 //! The metrics count all of it; the log says which exporter it was and what happened, once, then at most
 //! once per ten seconds per exporter and domain with the counts in between, so a hostile or broken
 //! exporter sending thousands of bad datagrams a second costs a line in ten seconds. What a gate held back
-//! is logged when its interval has passed, and at the end ([`Reports::flush`]): every problem counted
-//! reaches the log.
+//! is logged when its interval has passed, and at the end ([`Reports::flush`]). Over all exporters
+//! together the decode threads share a [`podflow_telemetry::LogBudget`] of lines a minute (see
+//! `pipeline`): past it, lines are left out and counted, so a flood of exporters does not flood the log.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -32,7 +33,7 @@ fn absorb(held: &mut ExporterStats, c: &ExporterStats) {
 /// then forgotten).
 fn line(key: &StatsKey, held: &mut ExporterStats) -> String {
     let t = std::mem::take(held);
-    let mut o = String::from("podflow-collector: ");
+    let mut o = String::new();
     if *key == StatsKey::OVERFLOW {
         o.push_str("exporters beyond the exporter limit, or speaking no known version:");
     } else {
@@ -179,7 +180,7 @@ mod tests {
         assert_eq!(
             r.add(&bad),
             [
-                "podflow-collector: exporter 192.0.2.9:4739 (ipfix, domain 7): 2 decode errors (truncated 2), \
+                "exporter 192.0.2.9:4739 (ipfix, domain 7): 2 decode errors (truncated 2), \
               5 records lost by sequence numbers; logged at most every 10 s per exporter, \
               podflow_collector_* metrics count all"
             ]

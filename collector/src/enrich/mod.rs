@@ -4,7 +4,8 @@
 //! 2. NAT join ([`nat`]): the backend of a Service connection, from the record's own postNAT fields or
 //!    from NAT event records of node probes. NAT event records are consumed here; they are not flows.
 //! 3. Attribution: each endpoint (and the backend) is looked up at the flow's start time, because an IP
-//!    belongs to different pods over time.
+//!    belongs to different pods over time. The backend of a Service connection carries the Service's
+//!    name ([`served`]): sinks name the backend as the destination's workload, reached through it.
 //! 4. Duplicates ([`dedup`]): the same connection from a second observer is marked, so counters count it
 //!    once.
 //!
@@ -12,6 +13,7 @@
 
 pub mod dedup;
 pub mod nat;
+mod served;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -62,6 +64,7 @@ pub struct Enricher {
     dedup: Dedup,
     cid: CommunityId,
     stats: EnrichStats,
+    served: served::Served,
 }
 
 impl Default for Enricher {
@@ -78,6 +81,7 @@ impl Enricher {
             dedup: Dedup::new(dedup),
             cid: CommunityId::default(),
             stats: EnrichStats::default(),
+            served: served::Served::default(),
         }
     }
 
@@ -138,7 +142,9 @@ impl Enricher {
         let destination = lookup(record.dst, dport);
         let backend_addr = translation.and_then(|t| t.backend);
         // The backend stands in for the destination: its port narrows it when the destination's does.
-        let backend = backend_addr.and_then(|(ip, port)| lookup(ip, dport.map(|_| port)));
+        let backend = backend_addr
+            .and_then(|(ip, port)| lookup(ip, dport.map(|_| port)))
+            .map(|b| self.served.get(b, destination.as_ref()));
         self.stats.flows += 1;
         self.stats.duplicates += u64::from(duplicate);
         Some(EnrichedFlow {

@@ -110,12 +110,23 @@ fn node_probe_record_names_service_and_backend() {
         ip: Some("10.0.2.7".parse().unwrap()),
         port: Some(8080),
     });
-    let f = e.enrich(r, &book()).unwrap();
+    let k8s = book();
+    let f = e.enrich(r, &k8s).unwrap();
     assert_eq!(f.source.unwrap().pod_name.as_deref(), Some("web-1"));
     assert_eq!(f.destination.unwrap().service_name.as_deref(), Some("cart"));
-    assert_eq!(f.backend.unwrap().pod_name.as_deref(), Some("cart-2"));
+    let backend = f.backend.unwrap();
+    assert_eq!(backend.pod_name.as_deref(), Some("cart-2"));
+    // The backend as it served the Service: its own pod, workload and node, and the Service's name.
+    assert_eq!(backend.service_name.as_deref(), Some("cart"));
+    assert_eq!(backend.workload_name.as_deref(), Some("cart"));
+    assert_eq!(backend.node_name.as_deref(), Some("node-a"));
     assert_eq!(f.backend_addr, Some(("10.0.2.7".parse().unwrap(), 8080)));
     assert!(!f.duplicate);
+    // A second flow through the same pair shares the same endpoint (and its encoded text).
+    let mut again = record("10.0.1.5", 40001, "10.96.0.10", 80);
+    again.post_nat_dst = f.record.post_nat_dst;
+    let g = e.enrich(again, &k8s).unwrap();
+    assert!(Arc::ptr_eq(&backend, g.backend.as_ref().unwrap()));
 }
 
 #[test]

@@ -7,10 +7,13 @@
 //! [`Event::ListStart`] and [`Event::ListDone`], so objects deleted while no watch was looking end
 //! when the relist completes. ReplicaSets and Jobs are watched as metadata only: attribution reads
 //! nothing but their owner. Errors are retried with kube-runtime's backoff (0.8 s doubling to 30 s).
+//! What the watches did is counted per kind ([`KindStats`]) and handed, once per batch of events, to
+//! [`ApiSettings::observer`] (the collector renders it as `podflow_collector_kubernetes_*` metrics).
 //!
 //! The collector needs `get`, `list` and `watch` on pods, services, nodes,
 //! endpointslices.discovery.k8s.io, replicasets.apps and jobs.batch, cluster-wide.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +49,40 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// What the watches of one kind did since the provider started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Objects received in full lists (the first and every relist).
+    pub listed: u64,
+    /// Objects added or changed, received from the watch.
+    pub applied: u64,
+    /// Objects deleted, received from the watch.
+    pub deleted: u64,
+    /// Full lists completed, the first included.
+    pub lists: u64,
+    /// Full lists begun after the first (after a 410 Gone, or a watch that could not resume).
+    pub relists: u64,
+    /// Watches the API server ended with 410 Gone: the resourceVersion they resumed from was compacted
+    /// away, so the kind is listed again.
+    pub expired: u64,
+    /// Other errors listing or watching (retried with backoff).
+    pub errors: u64,
+    /// Objects that could not be used.
+    pub bad: u64,
+}
+
+/// What the watches did, per kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubernetesStats {
+    /// Every kind has been listed completely once.
+    pub synced: bool,
+    /// The counters of each kind.
+    pub kinds: BTreeMap<ObjectKind, KindStats>,
+}
+
+/// Called with the watches' counters after every batch of events the index applied.
+pub type Observer = Arc<dyn Fn(&KubernetesStats) + Send + Sync>;
+
 /// How the API provider runs.
 #[derive(Clone)]
 pub struct ApiSettings {
@@ -53,6 +90,8 @@ pub struct ApiSettings {
     pub index: IndexSettings,
     /// The time events are seen at.
     pub clock: Clock,
+    /// Told what the watches did, once per batch.
+    pub observer: Option<Observer>,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +99,7 @@ impl Default for ApiSettings {
         ApiSettings {
             index: IndexSettings::default(),
             clock: system_clock(),
+            observer: None,
         }
     }
 }
@@ -134,6 +174,7 @@ impl ApiProvider {
             index.clone(),
             Arc::clone(&counters),
             settings.clock,
+            settings.observer,
             tx,
         ));
         Ok(ApiProvider {
@@ -185,7 +226,11 @@ impl MetadataProvider for ApiProvider {
 /// What one watch said, in the index's terms.
 enum Step {
     Start,
-    Upsert(Object),
+    /// An object from a full list (`listed`) or from the watch.
+    Upsert {
+        listed: bool,
+        object: Object,
+    },
     Delete(Object),
     Done,
     Bad(Invalid),
@@ -203,9 +248,13 @@ where
         .map(move |item| {
             let step = match item {
                 Ok(WatchEvent::Init) => Step::Start,
-                Ok(WatchEvent::InitApply(o) | WatchEvent::Apply(o)) => {
-                    convert(&o).map_or_else(Step::Bad, Step::Upsert)
+                Ok(WatchEvent::InitApply(o)) => {
+                    convert(&o).map_or_else(Step::Bad, |object| Step::Upsert { listed: true, object })
                 }
+                Ok(WatchEvent::Apply(o)) => convert(&o).map_or_else(Step::Bad, |object| Step::Upsert {
+                    listed: false,
+                    object,
+                }),
                 Ok(WatchEvent::Delete(o)) => convert(&o).map_or_else(Step::Bad, Step::Delete),
                 Ok(WatchEvent::InitDone) => Step::Done,
                 Err(e) => Step::Error(e),
@@ -256,45 +305,140 @@ async fn run(
     index: SharedIndex,
     counters: Arc<Counters>,
     clock: Clock,
+    observer: Option<Observer>,
     tx: watch::Sender<u64>,
 ) {
     // Events that arrived together are applied under one lock: an initial list does not make
     // lookups wait once per object.
     let mut merged = stream::select_all(streams).ready_chunks(256);
+    let mut stats = KubernetesStats {
+        synced: false,
+        kinds: ObjectKind::ALL
+            .iter()
+            .map(|k| (*k, KindStats::default()))
+            .collect(),
+    };
     let mut started = 0u8;
     while let Some(batch) = merged.next().await {
         let at = clock();
         let mut events = Vec::with_capacity(batch.len());
+        let mut relisted = Vec::new();
         for (kind, step) in batch {
+            let kind_stats = stats.kinds.entry(kind).or_default();
             match step {
                 Step::Start => {
                     if started & bit(kind) != 0 {
                         counters.relists.fetch_add(1, Ordering::Relaxed);
+                        kind_stats.relists += 1;
                     }
                     started |= bit(kind);
                     events.push(Event::ListStart(kind));
                 }
-                Step::Upsert(o) => events.push(Event::Upsert(o)),
-                Step::Delete(o) => events.push(Event::Delete(o)),
+                Step::Upsert { listed, object } => {
+                    if listed {
+                        kind_stats.listed += 1;
+                    } else {
+                        kind_stats.applied += 1;
+                    }
+                    events.push(Event::Upsert(object));
+                }
+                Step::Delete(o) => {
+                    kind_stats.deleted += 1;
+                    events.push(Event::Delete(o));
+                }
                 Step::Done => {
                     counters.listed.fetch_or(bit(kind), Ordering::Relaxed);
+                    if kind_stats.lists > 0 {
+                        relisted.push(kind);
+                    }
+                    kind_stats.lists += 1;
                     events.push(Event::ListDone(kind));
                 }
                 Step::Bad(e) => {
+                    kind_stats.bad += 1;
                     if counters.bad.fetch_add(1, Ordering::Relaxed) < MAX_BAD_REPORTS {
-                        eprintln!("podflow-collector: skipping a {kind}: {e}");
+                        tracing::error!("skipping a {kind}: {e}");
                     }
                 }
                 Step::Error(e) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
-                    // An expired resourceVersion is routine: the watcher lists again.
-                    if !matches!(&e, watcher::Error::WatchError(r) if r.code == 410) {
-                        eprintln!("podflow-collector: watching {kind}s: {e} (retrying)");
+                    if is_gone(&e) {
+                        // Routine after etcd compacted the version the watch resumed from: the watcher
+                        // lists again. Said once per occurrence, which the backoff keeps rare.
+                        kind_stats.expired += 1;
+                        tracing::warn!("the watch of {kind}s expired (410 Gone): listing them again");
+                    } else {
+                        kind_stats.errors += 1;
+                        tracing::error!("watching {kind}s: {e} (retrying)");
                     }
                 }
             }
         }
         index.apply_all(events.into_iter().map(|e| (e, at)));
+        for kind in relisted {
+            match held(&index, kind) {
+                Some(n) => tracing::info!("listed {kind}s again: {n} known"),
+                None => tracing::info!("listed {kind}s again"),
+            }
+        }
+        stats.synced = counters.listed.load(Ordering::Relaxed) == ALL_LISTED;
+        if let Some(observer) = &observer {
+            observer(&stats);
+        }
         tx.send_modify(|n| *n += 1);
+    }
+}
+
+/// The number of objects of `kind` the index holds (ReplicaSets and Jobs are counted together: none).
+fn held(index: &SharedIndex, kind: ObjectKind) -> Option<usize> {
+    let stats = index.read().stats();
+    match kind {
+        ObjectKind::Pod => Some(stats.pods),
+        ObjectKind::Service => Some(stats.services),
+        ObjectKind::EndpointSlice => Some(stats.endpoint_slices),
+        ObjectKind::Node => Some(stats.nodes),
+        ObjectKind::ReplicaSet | ObjectKind::Job => None,
+    }
+}
+
+/// Whether the API server answered 410 Gone: the resourceVersion asked for is no longer there. It comes
+/// as an ERROR event in a watch's stream, or as the status of the watch request itself.
+fn is_gone(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code == 410,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str) -> kube::core::ErrorResponse {
+        serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": "too old resource version: 12 (238)", "reason": reason, "code": code
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_410_is_an_expired_watch_however_the_api_server_sends_it() {
+        // As an ERROR event in the watch stream ...
+        assert!(is_gone(&watcher::Error::WatchError(status(410, "Expired"))));
+        // ... or as the status of the watch request itself.
+        assert!(is_gone(&watcher::Error::WatchStartFailed(kube::Error::Api(
+            status(410, "Gone")
+        ))));
+        assert!(!is_gone(&watcher::Error::WatchError(status(
+            500,
+            "InternalError"
+        ))));
+        assert!(!is_gone(&watcher::Error::InitialListFailed(kube::Error::Api(
+            status(403, "Forbidden")
+        ))));
+        assert!(!is_gone(&watcher::Error::NoResourceVersion));
     }
 }

@@ -5,6 +5,7 @@
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
 //! * [`elasticsearch`]: ECS documents into Elasticsearch or OpenSearch data streams (`--elasticsearch URL`).
 //! * [`edges`]: who talks to whom, summed per batch for the flow metrics and the node graph.
+//! * [`prometheus`]: the flow metrics, counters of edges in the collector's registry.
 //! * [`cache_window`]: keeps a file sink's output from filling the page cache.
 //! * [`direct`]: direct I/O for a file sink's aligned writes.
 
@@ -14,3 +15,4 @@ pub mod ecs;
 pub mod edges;
 pub mod elasticsearch;
 pub mod ndjson;
+pub mod prometheus;

@@ -268,8 +268,8 @@ impl NdjsonSink {
             Io::Direct if meta.is_file() => match DirectFile::open(&path) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    eprintln!(
-                        "podflow-collector: ndjson: no direct I/O for {} ({e}); writing through the page cache",
+                    tracing::info!(
+                        "ndjson: no direct I/O for {} ({e}); writing through the page cache",
                         path.display()
                     );
                     None
@@ -380,8 +380,8 @@ impl NdjsonSink {
                         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                             // The file's end moved (another writer), or the file system changed its
                             // mind: the page cache from now on.
-                            eprintln!(
-                                "podflow-collector: ndjson: direct write to {} refused ({e}); writing through the page cache",
+                            tracing::error!(
+                                "ndjson: direct write to {} refused ({e}); writing through the page cache",
                                 self.target
                             );
                             self.direct = None;
@@ -433,8 +433,8 @@ impl NdjsonSink {
     /// advice turns it off, once, with a line to the log.
     fn advance_window(&mut self) {
         if let Some(Err(e)) = self.window.as_mut().map(|w| w.advance(self.offset)) {
-            eprintln!(
-                "podflow-collector: ndjson: cannot drop written output from the page cache of {} ({e}); leaving it to the kernel",
+            tracing::error!(
+                "ndjson: cannot drop written output from the page cache of {} ({e}); leaving it to the kernel",
                 self.target
             );
             self.window = None;

@@ -111,7 +111,7 @@ async fn mutate(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(a) => {
             s.reviews.with_label_values(&[a.decision.label()]).inc();
             // Pod creations are rare events, worth a line each.
-            eprintln!("podflow-collector: webhook: {}: {}", a.pod, a.decision.label());
+            tracing::info!("webhook: {}: {}", a.pod, a.decision.label());
             ([(header::CONTENT_TYPE, "application/json")], a.body).into_response()
         }
         Err(e) => {
@@ -151,9 +151,11 @@ pub async fn serve(cfg: WebhookConfig) -> Result<(), ServeError> {
         .await
         .map_err(tls_err)?;
     let app = router(cfg.sidecar.clone())?;
-    eprintln!(
-        "podflow-collector: webhook: serving https://{}/mutate (image {}, collector {})",
-        cfg.listen, cfg.sidecar.image, cfg.sidecar.collector
+    tracing::info!(
+        "webhook: serving https://{}/mutate (image {}, collector {})",
+        cfg.listen,
+        cfg.sidecar.image,
+        cfg.sidecar.collector
     );
     tokio::spawn(reload(tls.clone(), cfg.cert.clone(), cfg.key.clone()));
     axum_server::bind_rustls(cfg.listen, tls)
@@ -178,14 +180,11 @@ async fn reload(tls: RustlsConfig, cert: PathBuf, key: PathBuf) {
         }
         match tls.reload_from_pem_file(&cert, &key).await {
             Ok(()) => {
-                eprintln!(
-                    "podflow-collector: webhook: certificate reloaded from {}",
-                    cert.display()
-                );
+                tracing::info!("webhook: certificate reloaded from {}", cert.display());
                 seen = now;
             }
             // A renewal caught between writing the two files: tried again at the next tick.
-            Err(e) => eprintln!("podflow-collector: webhook: certificate not reloaded: {e}"),
+            Err(e) => tracing::error!("webhook: certificate not reloaded: {e}"),
         }
     }
 }

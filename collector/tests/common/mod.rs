@@ -172,13 +172,18 @@ pub fn tcp_biflow_nat() -> EnrichedFlow {
         &[("app.kubernetes.io/name", "frontend"), ("tier", "web")],
     ));
     f.destination = Some(service("shop", "catalog"));
-    f.backend = Some(pod(
+    // The backend as the enricher hands it on: the pod, with the Service it served.
+    let backend = pod(
         "shop",
         "catalog-0",
         ("StatefulSet", "catalog"),
         "node-b",
-        &[],
-    ));
+        &[("app.kubernetes.io/name", "catalog"), ("shard", "0")],
+    );
+    f.backend = Some(Arc::new(K8sEndpoint {
+        service_name: Some(arc("catalog")),
+        ..(*backend).clone()
+    }));
     f.backend_addr = Some((ip("10.244.2.9"), 8080));
     f
 }

@@ -271,12 +271,12 @@ impl Conntrack {
                 self.stats.resyncs += 1;
                 if let Err(e) = self.dump(now) {
                     self.stats.dump_errors += 1;
-                    eprintln!("podflow-exporter: conntrack resync failed: {e}");
+                    tracing::error!("conntrack resync failed: {e}");
                 }
             }
             Poll::Failed(e) => {
-                eprintln!(
-                    "podflow-exporter: warning: conntrack events stopped ({e}); flows are no longer \
+                tracing::warn!(
+                    "conntrack events stopped ({e}); flows are no longer \
                      resolved"
                 );
                 self.failed = Some(e.to_string());
@@ -288,7 +288,7 @@ impl Conntrack {
                 self.stats.sweeps += 1;
                 if let Err(e) = self.dump(now) {
                     self.stats.dump_errors += 1;
-                    eprintln!("podflow-exporter: conntrack sweep failed: {e}");
+                    tracing::error!("conntrack sweep failed: {e}");
                 }
             }
         }

@@ -53,7 +53,7 @@ impl Default for ExportConfig {
             uniflow: false,
             enterprise_number: proto_ipfix::ie::DEFAULT_PODFLOW_PEN,
             observer: ObserverInfo::default(),
-            template_refresh_ms: 30_000,
+            template_refresh_ms: 10_000,
             nat: false,
         }
     }

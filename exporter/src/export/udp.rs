@@ -148,9 +148,10 @@ impl Collectors {
 impl Target {
     fn report(&mut self, e: &io::Error) {
         if let Some(n) = self.log.hit(1) {
-            eprintln!(
-                "podflow-exporter: sending to collector {} failed ({n} failures since the last report, {} in all): {e}",
-                self.stats.collector, self.stats.errors
+            tracing::error!(
+                "sending to collector {} failed ({n} failures since the last report, {} in all): {e}",
+                self.stats.collector,
+                self.stats.errors
             );
         }
     }

@@ -13,6 +13,8 @@
 //!   `inbound` when only the responder does, `outbound` when only the initiator does, `external` when
 //!   neither does. ECS's `ingress`/`egress` are for a single host's point of view, which a cluster-wide
 //!   collector does not have. Without a Kubernetes view ([`Context::kubernetes`] false) it is `unknown`.
+//! * `destination.kubernetes.*` of a Service connection whose backend is known names the backend's pod,
+//!   workload, node and labels, with `service.name` the Service's (the backend as it served it).
 //! * `*.nat.*` are written only when the translation changes the address or port; a Service's backend
 //!   learned by the NAT join stands in for missing post-NAT destination fields.
 //! * Ports are written only for protocols that have them; ICMP type and code go to `podflow.icmp.*`.
@@ -260,7 +262,9 @@ impl<'a> Doc<'a> {
     fn k8s(&self, side: Side) -> Option<&'a K8sEndpoint> {
         match side {
             Side::Source => self.flow.source.as_deref(),
-            Side::Destination => self.flow.destination.as_deref(),
+            // A Service connection with a known backend names the backend (pod, workload, node,
+            // labels) and the Service it was reached through.
+            Side::Destination => self.flow.backend.as_deref().or(self.flow.destination.as_deref()),
         }
     }
 

@@ -71,8 +71,8 @@ impl DeadLetter {
         let Some(path) = &self.path else {
             if let Some(n) = self.logs.hit(rejected.len() as u64) {
                 let first = &rejected[0];
-                eprintln!(
-                    "podflow-collector: elasticsearch: {n} documents refused ({} {}: {}); set --elasticsearch-dead-letter to keep them",
+                tracing::warn!(
+                    "elasticsearch: {n} documents refused ({} {}: {}); set --elasticsearch-dead-letter to keep them",
                     first.status, first.kind, first.reason
                 );
             }
@@ -84,8 +84,8 @@ impl DeadLetter {
                 Err(e) => {
                     m.drop_docs("dead_letter_error", rejected.len() as u64);
                     if self.logs.hit(1).is_some() {
-                        eprintln!(
-                            "podflow-collector: elasticsearch: dead letter {}: {e}",
+                        tracing::warn!(
+                            "elasticsearch: dead letter {}: {e}",
                             path.display()
                         );
                     }
@@ -99,8 +99,8 @@ impl DeadLetter {
             m.drop_docs("dead_letter_error", rejected.len() as u64);
             self.file = None;
             if self.logs.hit(1).is_some() {
-                eprintln!(
-                    "podflow-collector: elasticsearch: dead letter {}: {e}",
+                tracing::warn!(
+                    "elasticsearch: dead letter {}: {e}",
                     path.display()
                 );
             }

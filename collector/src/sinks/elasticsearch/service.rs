@@ -57,7 +57,7 @@ impl Shared {
             Ok(a) => self.metrics.drop_docs("spool_full", a.dropped),
             Err(e) => {
                 self.metrics.drop_docs("spool_error", docs.len() as u64);
-                eprintln!("podflow-collector: elasticsearch: spool: {e}");
+                tracing::warn!("elasticsearch: spool: {e}");
             }
         }
         self.metrics.spool_octets.set(s.octets() as i64);
@@ -127,7 +127,7 @@ impl Service {
             } else {
                 String::new()
             };
-            eprintln!("podflow-collector: elasticsearch: {line}{more}");
+            tracing::warn!("elasticsearch: {line}{more}");
         }
     }
 
@@ -200,7 +200,7 @@ impl Service {
         if let Some(s) = &self.shared.spool {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = s.close() {
-                eprintln!("podflow-collector: elasticsearch: spool: {e}");
+                tracing::warn!("elasticsearch: spool: {e}");
             }
         }
     }
@@ -258,7 +258,7 @@ impl Service {
         if let Some(s) = &self.shared.spool {
             let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = s.release(seg) {
-                eprintln!("podflow-collector: elasticsearch: spool: {e}");
+                tracing::warn!("elasticsearch: spool: {e}");
             }
             self.shared.metrics.spool_octets.set(s.octets() as i64);
             self.shared.metrics.spool_segments.set(s.segments() as i64);
@@ -341,8 +341,8 @@ impl Service {
                     self.nodes.up(node);
                     match Server::from_root(&reply.body) {
                         Ok(s) => server = Some(s),
-                        Err(e) => eprintln!(
-                            "podflow-collector: elasticsearch: {}: GET / answer: {e}",
+                        Err(e) => tracing::warn!(
+                            "elasticsearch: {}: GET / answer: {e}",
                             node.label
                         ),
                     }
@@ -380,8 +380,8 @@ impl Service {
             }
         }
         if self.state != State::Up {
-            eprintln!(
-                "podflow-collector: elasticsearch: {} {} answers; writing to {}",
+            tracing::info!(
+                "elasticsearch: {} {} answers; writing to {}",
                 match server.flavor {
                     Flavor::OpenSearch => "OpenSearch",
                     Flavor::Elasticsearch => "Elasticsearch",
@@ -396,8 +396,8 @@ impl Service {
     /// Puts the component and index templates, unless the server holds the same or newer ones.
     async fn install(&mut self, server: &Server) -> Result<(), String> {
         if server.flavor == Flavor::OpenSearch && self.cfg.ilm_policy.is_some() {
-            eprintln!(
-                "podflow-collector: elasticsearch: --elasticsearch-ilm-policy is ignored by OpenSearch (attach an ISM policy by its ism_template)"
+            tracing::warn!(
+                "elasticsearch: --elasticsearch-ilm-policy is ignored by OpenSearch (attach an ISM policy by its ism_template)"
             );
         }
         let items = [
@@ -427,8 +427,8 @@ impl Service {
             };
             match template::decide(answer.as_deref()).map_err(|e| format!("GET {path}: {e}"))? {
                 Decision::Keep => {}
-                Decision::Newer(v) => eprintln!(
-                    "podflow-collector: elasticsearch: {path} has version {v}, newer than this collector's {}: left as it is",
+                Decision::Newer(v) => tracing::warn!(
+                    "elasticsearch: {path} has version {v}, newer than this collector's {}: left as it is",
                     template::VERSION
                 ),
                 Decision::Put(_) => {
@@ -443,8 +443,8 @@ impl Service {
                             String::from_utf8_lossy(&put.body[..put.body.len().min(500)])
                         ));
                     }
-                    eprintln!(
-                        "podflow-collector: elasticsearch: installed {path} version {}",
+                    tracing::info!(
+                        "elasticsearch: installed {path} version {}",
                         template::VERSION
                     );
                 }

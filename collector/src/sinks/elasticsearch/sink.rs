@@ -69,8 +69,8 @@ impl ElasticsearchSink {
                     source,
                 })?;
                 if found.docs > 0 || found.truncated > 0 {
-                    eprintln!(
-                        "podflow-collector: elasticsearch: spool {} holds {} documents in {} segments to replay{}",
+                    tracing::info!(
+                        "elasticsearch: spool {} holds {} documents in {} segments to replay{}",
                         sc.dir.display(),
                         found.docs,
                         found.segments,
