@@ -28,6 +28,7 @@ use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
 use podflow_collector::sinks::edges::EdgeConsumer;
 use podflow_collector::sinks::edges::peers::{Cidr, NamedCidr, Peers};
+use podflow_collector::sinks::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
 use podflow_collector::sinks::graph::{self, SharedGraph};
 use podflow_collector::sinks::ndjson::NdjsonArgs;
 use podflow_collector::sinks::prometheus::{FlowMetrics, FlowMetricsConfig};
@@ -82,6 +83,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     ndjson: NdjsonArgs,
+
+    #[command(flatten)]
+    elasticsearch: ElasticsearchArgs,
 
     /// Attribute endpoints from a static inventory: Kubernetes Lists in JSON or YAML, as
     /// `kubectl get pods,services,endpointslices,nodes,replicasets,jobs -A -o yaml` prints them (a file
@@ -386,13 +390,28 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let sink = a.ndjson.open().context("opening the NDJSON output")?;
+    let es_config = a.elasticsearch.config()?;
     match &sink {
         Some(s) => tracing::info!("ndjson: writing to {} ({})", s.target(), s.io_mode()),
-        None => tracing::warn!("no sink configured (--ndjson): flows are decoded and counted only"),
+        None if es_config.is_none() => tracing::warn!(
+            "no sink configured (--ndjson, --elasticsearch): flows are decoded and counted only"
+        ),
+        None => {}
     }
     let metrics = Metrics::default();
     // The one registry sinks register their metrics into, served beside the pipeline's own families.
     let registry = prometheus::Registry::new();
+    let elasticsearch = match es_config {
+        Some(cfg) => {
+            if cfg.spool.is_none() {
+                tracing::warn!(
+                    "elasticsearch: no --spool-dir: documents that cannot be delivered are dropped (and counted)"
+                );
+            }
+            Some(ElasticsearchSink::start(cfg, &registry).context("starting the Elasticsearch sink")?)
+        }
+        None => None,
+    };
     let mut edge_consumers: Vec<Box<dyn EdgeConsumer>> = Vec::new();
     if a.metrics_listen.is_some() && !a.no_flow_metrics {
         let cfg = FlowMetricsConfig {
@@ -499,9 +518,13 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         edge_consumers,
         ..PipelineConfig::default()
     };
+    let sinks = pipeline::Sinks {
+        ndjson: sink,
+        elasticsearch,
+    };
     // The sockets are bound; with --kubernetes, /readyz waits for the index as well.
     ready.set();
-    let totals = pipeline::run(listeners, cfg, attributor, sink, metrics, stop)?;
+    let totals = pipeline::run(listeners, cfg, attributor, sinks, metrics, stop)?;
     runtime.shutdown_background();
     tracing::info!(
         "{} records decoded, {} documents written",

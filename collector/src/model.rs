@@ -115,6 +115,14 @@ pub struct FlowRecord {
     pub protocol: Protocol,
     /// Export time from the message header, seconds since the Unix epoch.
     pub export_time: u32,
+    /// Sequence number from the message header (IPFIX: data records before this message; NetFlow v9:
+    /// export packets; v5: flows). With the exporter, the domain, the export time and
+    /// [`position`](Self::position) it identifies the record: the Elasticsearch sink derives its
+    /// document `_id` from them, so the same datagrams make the same documents.
+    pub sequence: u32,
+    /// Place of the record among the data records its message yielded, from 0 (records of sets held for
+    /// their template and decoded with a later message continue that message's count).
+    pub position: u32,
     /// Source address (the initiator when `biflow_direction` is 1).
     pub src: IpAddr,
     /// Destination address.

@@ -27,6 +27,7 @@ use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
 use crate::sinks::edges::peers::Peers;
 use crate::sinks::edges::{EdgeBatch, EdgeConsumer};
+use crate::sinks::elasticsearch::ElasticsearchSink;
 use crate::sinks::ndjson::NdjsonSink;
 use podflow_telemetry::{LogBudget, Throttle};
 
@@ -96,15 +97,37 @@ pub struct RunTotals {
     pub documents: u64,
 }
 
-/// Runs the collector on `listeners` until `stop` is raised, writing documents to `sink`.
+/// The sinks documents go to: any of them, all at once.
+#[derive(Default)]
+pub struct Sinks {
+    /// `--ndjson`.
+    pub ndjson: Option<NdjsonSink>,
+    /// `--elasticsearch`.
+    pub elasticsearch: Option<ElasticsearchSink>,
+}
+
+impl From<Option<NdjsonSink>> for Sinks {
+    fn from(ndjson: Option<NdjsonSink>) -> Self {
+        Sinks {
+            ndjson,
+            elasticsearch: None,
+        }
+    }
+}
+
+/// Runs the collector on `listeners` until `stop` is raised, writing documents to `sinks`.
 pub fn run(
     listeners: Vec<Listener>,
     mut cfg: PipelineConfig,
     attributor: Arc<dyn Attributor + Send + Sync>,
-    sink: Option<NdjsonSink>,
+    sinks: impl Into<Sinks>,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<RunTotals> {
+    let Sinks {
+        ndjson: sink,
+        elasticsearch,
+    } = sinks.into();
     let (records_tx, records_rx) = sync_channel::<Vec<FlowRecord>>(cfg.record_queue);
     let record_pool = Arc::new(Pool::<Vec<FlowRecord>>::new(
         cfg.record_queue.min(SPARE_RECORD_BATCHES),
@@ -157,7 +180,7 @@ pub fn run(
             (records_rx, &record_pool),
             Enricher::new(NatConfig::default(), cfg.dedup),
             &*attributor,
-            sink,
+            (sink, elasticsearch),
             ctx_cfg,
             edges,
             &depth,
@@ -308,7 +331,7 @@ fn enrich_loop(
     (rx, spare): (Receiver<Vec<FlowRecord>>, &Pool<Vec<FlowRecord>>),
     mut enricher: Enricher,
     attributor: &(dyn Attributor + Send + Sync),
-    mut sink: Option<NdjsonSink>,
+    (mut sink, mut es): (Option<NdjsonSink>, Option<ElasticsearchSink>),
     (cluster_name, kubernetes): (Option<String>, bool),
     (mut edges, mut consumers): (EdgeBatch, Vec<Box<dyn EdgeConsumer>>),
     depth: &AtomicU64,
@@ -361,6 +384,9 @@ fn enrich_loop(
                         crate::sinks::ndjson::MAX_PENDING >> 20
                     );
                 }
+                if let Some(es) = es.as_mut() {
+                    es.write_one(&flow, &ctx);
+                }
             }
             drop(rest);
             spare.put(records);
@@ -378,6 +404,9 @@ fn enrich_loop(
             if let Some(s) = sink.as_mut() {
                 let _ = s.flush();
             }
+            if let Some(es) = es.as_mut() {
+                es.flush();
+            }
             publish_enrich(
                 &enricher,
                 &mut published,
@@ -390,6 +419,10 @@ fn enrich_loop(
     if counting {
         // What the last batches added, for whoever reads the consumers at exit.
         edges.flush(now_ms(), &mut consumers);
+    }
+    if let Some(es) = es {
+        // Requests in flight finish within the shutdown timeout; the rest goes to the spool.
+        es.finish();
     }
     if let Some(s) = sink {
         let end = s.finish();

@@ -187,6 +187,8 @@ fn record() -> BoxedStrategy<FlowRecord> {
                 observation_domain,
                 protocol,
                 export_time,
+                sequence: 0,
+                position: 0,
                 src,
                 dst,
                 sport,

@@ -201,7 +201,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Parses the Prometheus text format the collector serves (integer values only).
+    /// Parses the Prometheus text format the collector serves (fractions cut to their whole part).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut samples = Vec::new();
         for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
@@ -212,9 +212,14 @@ impl Metrics {
                 Some((n, l)) => (n, l.strip_suffix('}').unwrap_or(l)),
                 None => (series, ""),
             };
-            let value = value
-                .parse()
-                .with_context(|| format!("metrics value not an integer: {line}"))?;
+            // Histogram sums are fractions: kept as their whole part.
+            let value = match value.parse() {
+                Ok(v) => v,
+                Err(_) => value
+                    .parse::<f64>()
+                    .map(|f| f as u64)
+                    .with_context(|| format!("metrics value not a number: {line}"))?,
+            };
             samples.push((name.to_string(), labels.to_string(), value));
         }
         Ok(Metrics {

@@ -26,6 +26,8 @@
 //! - [`opensearch`]: a real OpenSearch 2.19 node on loopback (`scripts/opensearch.sh`), killed and
 //!   restarted on the same data at will.
 //! - [`sender`]: an IPFIX exporter of plain IPv4 biflows whose addresses and times a test chooses.
+//! - [`elasticsearch`]: the collector writing into an OpenSearch node, `_count`, and the sink's metrics.
+//! - [`ipfix_stream`]: as many IPFIX records as a test wants, sent at the pace the collector decodes.
 //! - [`http`]: a small blocking HTTP client returning every status as a reply, for tests of HTTP servers.
 //! - [`prometheus`]: Debian's Prometheus scraping podflow's `/metrics` into a temporary directory, and its
 //!   query API.
@@ -34,10 +36,12 @@
 pub mod binaries;
 pub mod collector;
 pub mod dashboards;
+pub mod elasticsearch;
 pub mod expect;
 pub mod exported;
 pub mod flows;
 pub mod http;
+pub mod ipfix_stream;
 pub mod known;
 pub mod kubeapi;
 pub mod kubectl;

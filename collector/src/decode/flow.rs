@@ -478,6 +478,9 @@ impl Acc {
             observation_domain,
             protocol,
             export_time,
+            // Set by the caller, which knows the message.
+            sequence: 0,
+            position: 0,
             src,
             dst,
             sport,

@@ -31,6 +31,8 @@ struct Visitor<'c, 'a, F> {
     di: usize,
     domain: u32,
     export_time: u32,
+    /// The message header's sequence number.
+    sequence: u32,
     /// The plan of the template whose records are arriving: records of one set share it.
     cur: Option<(u16, Arc<Plan>)>,
     /// Templates defined by this message, whose held sets to replay after it.
@@ -75,6 +77,7 @@ pub(crate) fn decode<F: FnMut(FlowRecord)>(
         di,
         domain,
         export_time: 0,
+        sequence: 0,
         cur: None,
         defined: std::mem::take(&mut scratch.defined),
         tally: Tally::default(),
@@ -182,6 +185,7 @@ fn plan(t: &Template, podflow_pen: u32) -> Plan {
 impl<F: FnMut(FlowRecord)> proto_ipfix::Visitor for Visitor<'_, '_, F> {
     fn begin(&mut self, _key: &SessionKey, header: &HeaderRepr) {
         self.export_time = header.export_time;
+        self.sequence = header.sequence;
     }
 
     fn record(&mut self, r: &DataRecord<'_>) {
@@ -195,6 +199,7 @@ impl<F: FnMut(FlowRecord)> proto_ipfix::Visitor for Visitor<'_, '_, F> {
             di,
             domain,
             export_time,
+            sequence,
             cur,
             tally,
             ..
@@ -247,7 +252,9 @@ impl<F: FnMut(FlowRecord)> proto_ipfix::Visitor for Visitor<'_, '_, F> {
             *export_time,
             &clock,
         ) {
-            Some(rec) => {
+            Some(mut rec) => {
+                rec.sequence = *sequence;
+                rec.position = u32::try_from(tally.records + tally.no_addresses).unwrap_or(u32::MAX);
                 tally.records += 1;
                 (ctx.out)(rec);
             }

@@ -61,6 +61,8 @@ pub(crate) fn decode<F: FnMut(FlowRecord)>(ctx: &mut Ctx<'_, F>, dg: &[u8]) {
             observation_domain: domain,
             protocol: Protocol::NetflowV5,
             export_time: h.unix_secs,
+            sequence: h.flow_sequence,
+            position: u32::try_from(records).unwrap_or(u32::MAX),
             src: IpAddr::V4(r.src_addr),
             dst: IpAddr::V4(r.dst_addr),
             // ICMP type * 256 + code travels in the destination port.

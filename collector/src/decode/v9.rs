@@ -151,6 +151,11 @@ struct Tally {
     errors: Vec<(&'static str, u64)>,
 }
 
+/// The place in its packet of the data record decoded next.
+fn position(t: &Tally) -> u32 {
+    u32::try_from(t.records + t.no_addresses).unwrap_or(u32::MAX)
+}
+
 impl Tally {
     fn error(&mut self, reason: &'static str) {
         match self.errors.iter_mut().find(|(r, _)| *r == reason) {
@@ -397,7 +402,9 @@ impl<F: FnMut(FlowRecord)> Packet<'_, '_, F> {
                         &clock,
                     );
                     match flow {
-                        Some(f) => {
+                        Some(mut f) => {
+                            f.sequence = self.h.sequence;
+                            f.position = position(&self.tally);
                             self.tally.records += 1;
                             out(f);
                         }

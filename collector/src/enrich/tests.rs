@@ -14,6 +14,8 @@ pub(crate) fn record(src: &str, sport: u16, dst: &str, dport: u16) -> FlowRecord
         observation_domain: 1,
         protocol: Protocol::Ipfix,
         export_time: 1_700_000_000,
+        sequence: 0,
+        position: 0,
         src: src.parse().unwrap(),
         dst: dst.parse().unwrap(),
         sport,

@@ -3,6 +3,7 @@
 //!
 //! * [`ecs`]: the ECS document of a flow (field table, encoder, Elasticsearch index template).
 //! * [`ndjson`]: ECS documents, one per line, to a file or stdout (`--ndjson PATH`).
+//! * [`elasticsearch`]: ECS documents into Elasticsearch or OpenSearch data streams (`--elasticsearch URL`).
 //! * [`edges`]: who talks to whom, summed per batch for the flow metrics and the node graph.
 //! * [`graph`]: windowed edge aggregates, the Node Graph API and the service-map page.
 //! * [`prometheus`]: the flow metrics, counters of edges in the collector's registry.
@@ -13,6 +14,7 @@ pub mod cache_window;
 pub mod direct;
 pub mod ecs;
 pub mod edges;
+pub mod elasticsearch;
 pub mod graph;
 pub mod ndjson;
 pub mod prometheus;

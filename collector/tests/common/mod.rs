@@ -40,6 +40,8 @@ pub fn record(src: &str, sport: u16, dst: &str, dport: u16, proto: u8) -> FlowRe
         observation_domain: 7,
         protocol: Protocol::Ipfix,
         export_time: (T0 / 1000 + 2) as u32,
+        sequence: 0,
+        position: 0,
         src: ip(src),
         dst: ip(dst),
         sport,

@@ -326,3 +326,17 @@ fn take_stats_starts_a_new_batch() {
     feed(&mut d, ex(1), &flows_msg(&mut enc, 256, 1, 0), 0);
     assert_eq!(stats(&d, key(ex(1), 1)).records, 1);
 }
+
+#[test]
+fn records_carry_their_message_sequence_number_and_place() {
+    let mut d = Decoder::default();
+    let mut enc = encoder(7, vec![flow_template(256)]);
+    let tpl = templates_msg(&mut enc, 1_700_000_000);
+    assert!(feed(&mut d, ex(1), &tpl, 0).is_empty());
+    let first = feed(&mut d, ex(1), &flows_msg(&mut enc, 256, 3, 1_700_000_001), 0);
+    let second = feed(&mut d, ex(1), &flows_msg(&mut enc, 256, 2, 1_700_000_001), 0);
+    let ids = |rs: &[FlowRecord]| rs.iter().map(|r| (r.sequence, r.position)).collect::<Vec<_>>();
+    // The sequence number counts the data records sent before the message.
+    assert_eq!(ids(&first), [(0, 0), (0, 1), (0, 2)]);
+    assert_eq!(ids(&second), [(3, 0), (3, 1)]);
+}

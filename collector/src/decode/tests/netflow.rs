@@ -66,12 +66,14 @@ fn v9_sequence_counts_lost_datagrams_per_source_id() {
     let tpl = template(256, FIELDS);
     let data = flowset(256, &record([10, 0, 0, 1], 1, 1, 0, 0));
     for (seq, source) in [(10, 1), (11, 1), (15, 1), (16, 1), (7, 2), (8, 2)] {
-        feed(
+        let flows = feed(
             &mut d,
             ex(1),
             &packet(seq, source, 0, UNIX, &[tpl.clone(), data.clone()]),
             0,
         );
+        let place: Vec<(u32, u32)> = flows.iter().map(|f| (f.sequence, f.position)).collect();
+        assert_eq!(place, [(seq, 0)], "v9 records carry their packet's sequence");
     }
     // Each packet carried two records: v9 counts packets, so 12..=14 are three lost datagrams.
     assert_eq!(stats(&d, key(ex(1), 1)).lost_datagrams, 3);
@@ -214,6 +216,8 @@ fn v5_flows_sequence_and_malformed_packets() {
     assert_eq!((f.protocol, f.observation_domain), (Protocol::NetflowV5, 0x0102));
     assert_eq!((f.sport, f.dport, f.proto, f.tcp_flags), (8080, 80, 6, 0x12));
     assert_eq!((f.forward.octets, f.forward.packets), (700, 7));
+    let place: Vec<(u32, u32)> = flows.iter().map(|f| (f.sequence, f.position)).collect();
+    assert_eq!(place, [(100, 0), (100, 1), (100, 2)]);
     let export_ms = u64::from(UNIX) * 1000 + 250;
     assert_eq!((f.start_ms, f.end_ms), (export_ms - 10_000, export_ms - 1_000));
     // ICMP: type and code from the destination port, no ports.

@@ -47,10 +47,6 @@ pub fn data_stream_name(namespace: &str) -> String {
 /// The body of `PUT _index_template/logs-podflow.flows`: a composable index template that makes
 /// `logs-podflow.flows-*` data streams and maps every field of [`FIELDS`] with its type.
 pub fn index_template() -> String {
-    let mut root = Node::default();
-    for f in FIELDS {
-        root.insert(f.name, f.ty);
-    }
     let list = |items: &[&str]| {
         items
             .iter()
@@ -66,8 +62,7 @@ pub fn index_template() -> String {
             f.name
         ));
     }
-    let mut properties = String::new();
-    root.write_properties(&mut properties);
+    let properties = properties(Labels::Object);
     format!(
         concat!(
             "{{\"index_patterns\":[\"{pattern}\"],\"data_stream\":{{}},\"priority\":{priority},",
@@ -85,8 +80,40 @@ pub fn index_template() -> String {
     )
 }
 
+/// How the label objects (fields of type [`Type::Object`]) are mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    /// An `object` whose members a dynamic template maps as keywords (what [`index_template`] does).
+    Object,
+    /// Elasticsearch's `flattened`: one field for the whole object, every leaf a keyword, no mapping
+    /// per label key (no mapping explosion from many distinct keys).
+    Flattened,
+    /// OpenSearch's `flat_object`, its counterpart of `flattened`. OpenSearch's `constant_keyword`
+    /// requires its one value in the mapping, which a template shared by every namespace cannot give,
+    /// so with it the `data_stream.*` fields are mapped `keyword`.
+    FlatObject,
+}
+
+/// The `properties` of a mapping of every field of [`FIELDS`], with label objects mapped as `labels`
+/// says: `{"@timestamp":{"type":"date"},"client":{"properties":{...}},...}`.
+pub fn properties(labels: Labels) -> String {
+    let mut root = Node::default();
+    for f in FIELDS {
+        root.insert(f.name, f.ty);
+    }
+    let mut out = String::new();
+    root.write_properties(&mut out, labels);
+    out
+}
+
 /// The mapping of one field of type `ty`.
-fn mapping(ty: Type) -> String {
+fn mapping(ty: Type, labels: Labels) -> String {
+    match (ty, labels) {
+        (Type::Object, Labels::Flattened) => return "{\"type\":\"flattened\"}".to_owned(),
+        (Type::Object, Labels::FlatObject) => return "{\"type\":\"flat_object\"}".to_owned(),
+        (Type::ConstantKeyword, Labels::FlatObject) => return mapping(Type::Keyword, labels),
+        _ => {}
+    }
     match ty {
         // ECS maps every keyword with ignore_above 1024: longer values are kept in _source, not indexed.
         Type::Keyword => "{\"type\":\"keyword\",\"ignore_above\":1024}".to_owned(),
@@ -111,7 +138,7 @@ impl Node {
     }
 
     /// Writes `{"a":{...},"b":{"properties":{...}}}` for this object's children.
-    fn write_properties(&self, out: &mut String) {
+    fn write_properties(&self, out: &mut String, labels: Labels) {
         out.push('{');
         for (i, (name, child)) in self.children.iter().enumerate() {
             if i > 0 {
@@ -119,10 +146,10 @@ impl Node {
             }
             let _ = write!(out, "\"{name}\":");
             match child.leaf {
-                Some(ty) => out.push_str(&mapping(ty)),
+                Some(ty) => out.push_str(&mapping(ty, labels)),
                 None => {
                     out.push_str("{\"properties\":");
-                    child.write_properties(out);
+                    child.write_properties(out, labels);
                     out.push('}');
                 }
             }
