@@ -26,9 +26,9 @@ use podflow_collector::k8s::{
 use podflow_collector::metrics::Metrics;
 use podflow_collector::pipeline::{self, PipelineConfig};
 use podflow_collector::receive;
-use podflow_collector::sinks::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
 use podflow_collector::sinks::edges::EdgeConsumer;
 use podflow_collector::sinks::edges::peers::{Cidr, NamedCidr, Peers};
+use podflow_collector::sinks::elasticsearch::{ElasticsearchArgs, ElasticsearchSink};
 use podflow_collector::sinks::ndjson::NdjsonArgs;
 use podflow_collector::sinks::prometheus::{FlowMetrics, FlowMetricsConfig};
 use podflow_telemetry::LogFormat;
@@ -517,4 +517,3 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
-

@@ -25,9 +25,9 @@ use crate::model::{FlowRecord, Protocol};
 use crate::pool::Pool;
 use crate::receive::{Batch, Listener};
 use crate::sinks::ecs::Context;
-use crate::sinks::elasticsearch::ElasticsearchSink;
 use crate::sinks::edges::peers::Peers;
 use crate::sinks::edges::{EdgeBatch, EdgeConsumer};
+use crate::sinks::elasticsearch::ElasticsearchSink;
 use crate::sinks::ndjson::NdjsonSink;
 use podflow_telemetry::{LogBudget, Throttle};
 

@@ -28,7 +28,7 @@ fn node_killed_mid_stream_and_collector_restarted_during_an_outage() -> anyhow::
     let node_dir = work.path().join("node");
     std::fs::create_dir_all(&node_dir)?;
     let mut node = OpenSearch::start(&node_dir, &[])?;
-    let mut collector = start_collector("outage", work.path(), &node.url(), &[])?;
+    let collector = start_collector("outage", work.path(), &node.url(), &[])?;
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     let mut enc = ipfix_stream::encoder()?;
     let to = collector.listen;
@@ -36,10 +36,20 @@ fn node_killed_mid_stream_and_collector_restarted_during_an_outage() -> anyhow::
     // 1. SIGKILL in the middle of the stream.
     let mut sent = ipfix_stream::send(&socket, to, collector.metrics, (0, BEFORE / 2), 0, &mut enc)?;
     node.kill()?;
-    sent += ipfix_stream::send(&socket, to, collector.metrics, (sent, BEFORE / 2 + DURING), sent, &mut enc)?;
-    let m = wait_metrics(&collector, "the spool to hold the outage", Duration::from_secs(30), |m| {
-        metric(m, "podflow_collector_spool_octets", "") > 0
-    })?;
+    sent += ipfix_stream::send(
+        &socket,
+        to,
+        collector.metrics,
+        (sent, BEFORE / 2 + DURING),
+        sent,
+        &mut enc,
+    )?;
+    let m = wait_metrics(
+        &collector,
+        "the spool to hold the outage",
+        Duration::from_secs(30),
+        |m| metric(m, "podflow_collector_spool_octets", "") > 0,
+    )?;
     assert_eq!(
         metric(&m, "podflow_collector_elasticsearch_node_up", ""),
         0,
@@ -54,14 +64,28 @@ fn node_killed_mid_stream_and_collector_restarted_during_an_outage() -> anyhow::
         metric(m, "podflow_collector_spool_octets", "") == 0
     })?;
     assert_eq!(count(&node, STREAM)?, sent, "{}", sink_lines(&m));
-    assert_eq!(metric(&m, "podflow_collector_elasticsearch_dropped_total", ""), 0, "{}", sink_lines(&m));
-    assert!(metric(&m, "podflow_collector_elasticsearch_retries_total", "transport") > 0, "{}", sink_lines(&m));
+    assert_eq!(
+        metric(&m, "podflow_collector_elasticsearch_dropped_total", ""),
+        0,
+        "{}",
+        sink_lines(&m)
+    );
+    assert!(
+        metric(&m, "podflow_collector_elasticsearch_retries_total", "transport") > 0,
+        "{}",
+        sink_lines(&m)
+    );
 
     // 2. A second outage, during which the collector is stopped and another one started.
     node.kill()?;
     sent += ipfix_stream::send(&socket, to, collector.metrics, (sent, SECOND), sent, &mut enc)?;
     let stopped = collector.stop()?;
     ensure!(stopped.log.contains("no node answers"), "{}", stopped.log);
+    ensure!(
+        stopped.log.contains("spool segments, replayed at the next start"),
+        "{}",
+        stopped.log
+    );
     let spooled: u64 = std::fs::read_dir(work.path().join("spool"))?
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
@@ -70,9 +94,11 @@ fn node_killed_mid_stream_and_collector_restarted_during_an_outage() -> anyhow::
 
     let restarted = start_collector("restarted", work.path(), &node.url(), &[])?;
     node.restart()?;
-    wait_until("the restarted collector's replay", Duration::from_secs(120), || {
-        Ok(count(&node, STREAM)? >= sent)
-    })?;
+    wait_until(
+        "the restarted collector's replay",
+        Duration::from_secs(120),
+        || Ok(count(&node, STREAM)? >= sent),
+    )?;
     let m = wait_metrics(&restarted, "the spool replayed", Duration::from_secs(60), |m| {
         metric(m, "podflow_collector_spool_octets", "") == 0
     })?;

@@ -73,7 +73,9 @@ impl DeadLetter {
                 let first = &rejected[0];
                 tracing::warn!(
                     "elasticsearch: {n} documents refused ({} {}: {}); set --elasticsearch-dead-letter to keep them",
-                    first.status, first.kind, first.reason
+                    first.status,
+                    first.kind,
+                    first.reason
                 );
             }
             return;
@@ -84,10 +86,7 @@ impl DeadLetter {
                 Err(e) => {
                     m.drop_docs("dead_letter_error", rejected.len() as u64);
                     if self.logs.hit(1).is_some() {
-                        tracing::warn!(
-                            "elasticsearch: dead letter {}: {e}",
-                            path.display()
-                        );
+                        tracing::warn!("elasticsearch: dead letter {}: {e}", path.display());
                     }
                     return;
                 }
@@ -99,10 +98,7 @@ impl DeadLetter {
             m.drop_docs("dead_letter_error", rejected.len() as u64);
             self.file = None;
             if self.logs.hit(1).is_some() {
-                tracing::warn!(
-                    "elasticsearch: dead letter {}: {e}",
-                    path.display()
-                );
+                tracing::warn!("elasticsearch: dead letter {}: {e}", path.display());
             }
         }
     }
