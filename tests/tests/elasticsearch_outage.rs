@@ -28,7 +28,7 @@ fn node_killed_mid_stream_and_collector_restarted_during_an_outage() -> anyhow::
     let node_dir = work.path().join("node");
     std::fs::create_dir_all(&node_dir)?;
     let mut node = OpenSearch::start(&node_dir, &[])?;
-    let mut collector = start_collector("outage", work.path(), &node.url(), &[])?;
+    let collector = start_collector("outage", work.path(), &node.url(), &[])?;
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     let mut enc = ipfix_stream::encoder()?;
     let to = collector.listen;
@@ -81,6 +81,11 @@ fn node_killed_mid_stream_and_collector_restarted_during_an_outage() -> anyhow::
     sent += ipfix_stream::send(&socket, to, collector.metrics, (sent, SECOND), sent, &mut enc)?;
     let stopped = collector.stop()?;
     ensure!(stopped.log.contains("no node answers"), "{}", stopped.log);
+    ensure!(
+        stopped.log.contains("spool segments, replayed at the next start"),
+        "{}",
+        stopped.log
+    );
     let spooled: u64 = std::fs::read_dir(work.path().join("spool"))?
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))

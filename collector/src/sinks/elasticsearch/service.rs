@@ -202,6 +202,13 @@ impl Service {
             if let Err(e) = s.close() {
                 tracing::warn!("elasticsearch: spool: {e}");
             }
+            if !s.is_empty() {
+                tracing::info!(
+                    "elasticsearch: stopped with {} documents in {} spool segments, replayed at the next start",
+                    s.docs(),
+                    s.segments()
+                );
+            }
         }
     }
 
@@ -278,7 +285,9 @@ impl Service {
         }
         if done.down && self.state == State::Up {
             self.state = State::Down;
-            self.log("no node answers: documents go to the spool");
+            // A change of state, not a repeated failure: said every time (probes are backed off, so
+            // a flapping node cannot flood the log with it).
+            tracing::warn!("elasticsearch: no node answers: documents go to the spool");
             // What waits goes to the spool behind what is there.
             for job in std::mem::take(&mut self.ready) {
                 match job.segment {
