@@ -184,7 +184,7 @@ struct ServeArgs {
 
     /// Client -> server pairs the node graph holds at most (2.4 KiB each, measured: 47 MiB at the
     /// default); pairs beyond it are refused until old ones age out, and logged.
-    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    #[arg(long, value_name = "N", default_value_t = graph::store::DEFAULT_MAX_EDGES)]
     graph_max_edges: usize,
 }
 

@@ -181,33 +181,15 @@ fn the_page_draws_the_known_flows_and_shows_their_numbers_on_click() -> anyhow::
 
     // checkout, a client of three and the server of one: the octets it sent (its requests, and its
     // answers to frontend) and received.
-    let sent_by = |w: &str| -> u64 {
-        calls
-            .iter()
-            .map(|(c, s, req, resp)| {
-                if *c == w {
-                    *req
-                } else if *s == w {
-                    *resp
-                } else {
-                    0
-                }
-            })
-            .sum()
-    };
-    let received_by = |w: &str| -> u64 {
-        calls
-            .iter()
-            .map(|(c, s, req, resp)| {
-                if *c == w {
-                    *resp
-                } else if *s == w {
-                    *req
-                } else {
-                    0
-                }
-            })
-            .sum()
+    // (sent, received) by workload `w`: a client sends its requests, a server its responses.
+    let octets = |w: &str| -> (u64, u64) {
+        calls.iter().fold((0, 0), |(sent, received), (c, s, req, resp)| {
+            match (*c == w, *s == w) {
+                (true, _) => (sent + req, received + resp),
+                (_, true) => (sent + resp, received + req),
+                _ => (sent, received),
+            }
+        })
     };
     let thousands = |v: u64| -> String {
         let s = v.to_string();
@@ -222,16 +204,9 @@ fn the_page_draws_the_known_flows_and_shows_their_numbers_on_click() -> anyhow::
     };
     let n = &page["node"];
     assert_eq!(n["title"], "checkout", "{n}");
-    assert_eq!(
-        n["detail__bytes_sent"],
-        thousands(sent_by("checkout")).as_str(),
-        "{n}"
-    );
-    assert_eq!(
-        n["detail__bytes_received"],
-        thousands(received_by("checkout")).as_str(),
-        "{n}"
-    );
+    let (sent, received) = octets("checkout");
+    assert_eq!(n["detail__bytes_sent"], thousands(sent).as_str(), "{n}");
+    assert_eq!(n["detail__bytes_received"], thousands(received).as_str(), "{n}");
     assert_eq!(n["calls"], "3", "{n}");
     assert_eq!(n["called_by"], "1", "{n}");
     assert_eq!(n["detail__kind"], "StatefulSet", "{n}");
