@@ -299,6 +299,8 @@ mod tests {
         );
         assert_eq!((m.sum("a_total"), m.get("b", "")), (5, Some(7)));
         assert_eq!(m.nonzero("a_total").len(), 1);
-        assert!(Metrics::parse("a 1.5\n").is_err());
+        // Fractions (histogram sums) keep their whole part; a value that is no number is refused.
+        assert_eq!(Metrics::parse("a 1.5\n").unwrap().get("a", ""), Some(1));
+        assert!(Metrics::parse("a x\n").is_err());
     }
 }
