@@ -7,17 +7,18 @@
 # bench/collector_bench.py (see bench/COLLECTOR.md for the stream and how CPU is counted).
 #
 #   bench/flow_metrics.sh [--records N] [--loops N] [--rate DATAGRAMS_PER_S] [--rounds N]
-#                         [--exporters N] [--pods N] [--seed S] [--work DIR]
+#                         [--exporters N] [--pods N] [--peers N] [--seed S] [--work DIR]
 #
 # Defaults: a recording of 1,000,000 records from 16 node probes sent twice (2 million records per run)
-# at 15,000 datagrams/s; 3 rounds, the order alternating; an inventory of 3,000 pods on 60 nodes. Each
+# at 15,000 datagrams/s; 3 rounds, the order alternating; an inventory of 3,000 pods on 60 nodes, each
+# workload talking to 4 others (--peers 0: any pod to any pod, nearly every record an edge of its own). Each
 # run's NDJSON (about 2.5 GB) is removed after the run.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-records=1000000 loops=2 rate=15000 rounds=3 exporters=16 pods=3000 seed=1 work=""
+records=1000000 loops=2 rate=15000 rounds=3 exporters=16 pods=3000 peers=4 seed=1 work=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --records) records="$2"; shift 2 ;;
@@ -26,9 +27,10 @@ while [[ $# -gt 0 ]]; do
         --rounds) rounds="$2"; shift 2 ;;
         --exporters) exporters="$2"; shift 2 ;;
         --pods) pods="$2"; shift 2 ;;
+        --peers) peers="$2"; shift 2 ;;
         --seed) seed="$2"; shift 2 ;;
         --work) work="$2"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "flow_metrics.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -46,7 +48,7 @@ fi
 mkdir -p "$work"
 
 "$target/collector-stream" record --out "$work/stream.bin" --inventory "$work/inventory" \
-    --records "$records" --exporters "$exporters" --pods "$pods" --seed "$seed" >"$work/summary.json"
+    --records "$records" --exporters "$exporters" --pods "$pods" --peers "$peers" --seed "$seed" >"$work/summary.json"
 
 out="$(python3 bench/collector_bench.py --stream "$work/stream.bin" --summary "$work/summary.json" \
     --inventory "$work/inventory" --work "$work" --podflow "$target/podflow-collector" \

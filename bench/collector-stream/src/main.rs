@@ -59,6 +59,10 @@ enum Command {
         /// Largest IPFIX message, as the exporter's --max-message-size.
         #[arg(long, default_value_t = 1400)]
         max_message_size: usize,
+        /// Workloads each workload talks to (a call graph chosen by the seed); 0: any pod to any pod,
+        /// so nearly every flow is a workload pair of its own.
+        #[arg(long, default_value_t = 0)]
+        peers: usize,
     },
     /// Sends a recorded stream to a collector; prints what was sent as JSON.
     Replay {
@@ -114,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             pods,
             seed,
             max_message_size,
+            peers,
         } => {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -131,6 +136,7 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 start_ms: now_ms,
                 stream_rate: 250_000,
+                peers,
                 max_message_size,
             };
             let totals = stream::record(&cluster, &cfg, &out)?;

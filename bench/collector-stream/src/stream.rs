@@ -44,6 +44,9 @@ pub struct RecordConfig {
     /// Records per second of stream time (sets the flows' and headers' times; templates are refreshed
     /// every 30 s of it).
     pub stream_rate: u64,
+    /// Workloads each workload talks to (its dependencies, chosen once by the seed), as in a real
+    /// cluster's call graph; 0: any pod talks to any pod (every flow almost surely a new workload pair).
+    pub peers: usize,
     /// Largest IPFIX message.
     pub max_message_size: usize,
 }
@@ -104,6 +107,7 @@ pub fn record(cluster: &Cluster, cfg: &RecordConfig, out: &Path) -> anyhow::Resu
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(MAGIC)?;
     let mut rng = Rng::new(cfg.seed);
+    let deps = dependencies(cluster, cfg.peers, cfg.seed);
     let mut totals = Totals::default();
     // The exporter ends flows in batches; every probe exports one batch per step.
     const BATCH: u64 = 64;
@@ -122,7 +126,7 @@ pub fn record(cluster: &Cluster, cfg: &RecordConfig, out: &Path) -> anyhow::Resu
             }
             flows.clear();
             for _ in 0..n {
-                flows.push(flow(cluster, e, now, &mut rng, &mut totals)?);
+                flows.push(flow(cluster, &deps, e, now, &mut rng, &mut totals)?);
             }
             writer.write(&flows, now, &mut |msg: &[u8]| {
                 if let Some(prev) = last[e].replace(msg.to_vec()) {
@@ -202,11 +206,49 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Datagram>> {
     Ok(out)
 }
 
-/// One flow of exporter `e`'s node, ended at about `now`.
-fn flow(c: &Cluster, e: usize, now: u64, rng: &mut Rng, t: &mut Totals) -> anyhow::Result<Expired> {
+/// Per workload, the workloads it talks to (`peers` of them, never itself when there are others); empty
+/// lists when `peers` is 0.
+fn dependencies(c: &Cluster, peers: usize, seed: u64) -> Vec<Vec<usize>> {
+    let n = c.workloads.len();
+    let mut rng = Rng::new(seed ^ 0xde95);
+    (0..n)
+        .map(|w| {
+            (0..peers)
+                .filter(|_| n > 1)
+                .map(|_| {
+                    let d = rng.range(0, n as u64 - 2) as usize;
+                    if d >= w { d + 1 } else { d }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One flow of exporter `e`'s node, ended at about `now`; with dependencies, its server is one of the
+/// client's workload's.
+fn flow(
+    c: &Cluster,
+    deps: &[Vec<usize>],
+    e: usize,
+    now: u64,
+    rng: &mut Rng,
+    t: &mut Totals,
+) -> anyhow::Result<Expired> {
     let local = &c.pods_on[e];
     let client = &c.pods[local[rng.range(0, local.len() as u64 - 1) as usize]];
-    let pick = |rng: &mut Rng| &c.pods[rng.range(0, c.pods.len() as u64 - 1) as usize];
+    let mine = deps.get(client.workload).filter(|d| !d.is_empty());
+    // The workload the client talks to: one of its dependencies, or any.
+    let server_workload = |rng: &mut Rng, from: u64| match mine {
+        Some(d) => d[rng.range(0, d.len() as u64 - 1) as usize],
+        None => rng.range(from, c.workloads.len() as u64 - 1) as usize,
+    };
+    let pick = |rng: &mut Rng| {
+        let w = mine.map(|_| &c.workloads[server_workload(rng, 0)]);
+        match w.filter(|w| !w.pods.is_empty()) {
+            Some(w) => &c.pods[w.pods[rng.range(0, w.pods.len() as u64 - 1) as usize]],
+            None => &c.pods[rng.range(0, c.pods.len() as u64 - 1) as usize],
+        }
+    };
     let ephemeral = |rng: &mut Rng| rng.range(32_768, 60_999) as u16;
     let roll = rng.range(0, 99);
     let (src, dst, proto, sport, dport, internal) = match roll {
@@ -225,7 +267,7 @@ fn flow(c: &Cluster, e: usize, now: u64, rng: &mut Rng, t: &mut Totals) -> anyho
         }
         // Pod to a Service's ClusterIP, as a probe on the client's side sees it before NAT.
         55..=69 => {
-            let w = &c.workloads[rng.range(1, c.workloads.len() as u64 - 1) as usize];
+            let w = &c.workloads[server_workload(rng, 1)];
             (
                 IpAddr::V4(client.ip4),
                 IpAddr::V4(w.cluster_ip),

@@ -257,7 +257,7 @@ pub struct EdgeBatch {
     service_numbers: HashMap<usize, (Arc<K8sEndpoint>, u32)>,
     protocols: Vec<Option<Arc<str>>>,
     sums: HashMap<IdKey, EdgeCounts>,
-    named: std::collections::HashMap<EdgeKey, EdgeCounts>,
+    named: HashMap<EdgeKey, EdgeCounts>,
     out: Vec<(EdgeKey, EdgeCounts)>,
     last_flush_ms: u64,
 }
@@ -376,6 +376,9 @@ impl EdgeBatch {
     /// the batch is empty, so they can expire what went quiet.
     pub fn flush(&mut self, now_ms: u64, consumers: &mut [Box<dyn EdgeConsumer>]) {
         self.last_flush_ms = now_ms;
+        self.out.clear();
+        // Numbers stand for distinct names (endpoints and Services are numbered by name, protocols by
+        // number), so each summed key is an edge of its own: no second map by names.
         for ((client, server, service, proto), counts) in self.sums.drain() {
             let protocol = self.protocols[usize::from(proto)]
                 .get_or_insert_with(|| protocol_name(proto).into())
@@ -386,10 +389,16 @@ impl EdgeBatch {
                 dst_service: self.services[service as usize].clone(),
                 protocol,
             };
-            self.named.entry(key).or_default().add(&counts);
+            self.out.push((key, counts));
         }
-        self.out.clear();
-        self.out.extend(self.named.drain());
+        if !self.named.is_empty() {
+            // Edges added by name: merged with the summed ones they share a key with.
+            let mut merged: HashMap<EdgeKey, EdgeCounts> = self.out.drain(..).collect();
+            for (k, c) in self.named.drain() {
+                merged.entry(k).or_default().add(&c);
+            }
+            self.out.extend(merged);
+        }
         for c in consumers.iter_mut() {
             c.consume(now_ms, &self.out);
         }
