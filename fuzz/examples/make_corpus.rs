@@ -33,6 +33,7 @@ fn main() -> Res<()> {
         "netflow_v9",
         "netflow_v5",
         "graph_query",
+        "es_response",
     ] {
         let dir = corpus.join(target);
         if dir.exists() {
@@ -102,6 +103,7 @@ fn main() -> Res<()> {
     netflow(&logstash, &put)?;
     inventory(&fuzz.join("../collector/tests/data/inventory"), &put)?;
     graph_query(&put)?;
+    es_response(&fuzz.join("../collector/src/sinks/elasticsearch/testdata"), &put)?;
     report(&corpus)
 }
 
@@ -176,6 +178,47 @@ fn graph_query(put: &impl Fn(&str, &str, &[u8]) -> std::io::Result<()>) -> Res<(
     ];
     for (name, q) in seeds {
         put("graph_query", name, q.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Answers of Elasticsearch and OpenSearch: the sink's recorded `_bulk` and `GET /` answers (see the
+/// `SOURCES.md` beside them), an OpenSearch bulk answer as the sink's `filter_path` trims it, and the
+/// `GET` of a template the sink reads before it puts its own.
+fn es_response(dir: &Path, put: &impl Fn(&str, &str, &[u8]) -> std::io::Result<()>) -> Res<()> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    for name in names {
+        put(
+            "es_response",
+            name.trim_end_matches(".json"),
+            &fs::read(dir.join(&name))?,
+        )?;
+    }
+    let seeds = [
+        (
+            "bulk-filtered-mixed",
+            concat!(
+                r#"{"errors":true,"items":[{"create":{"status":201}},"#,
+                r#"{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"[x]: version conflict"}}},"#,
+                r#"{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}},"#,
+                r#"{"create":{"status":429,"error":{"type":"rejected_execution_exception","reason":"rejected"}}}]}"#
+            ),
+        ),
+        (
+            "component-template",
+            r#"{"component_templates":[{"name":"logs-podflow.flows-mappings","component_template":{"version":1,"_meta":{"managed_by":"podflow","version":1},"template":{}}}]}"#,
+        ),
+        (
+            "index-template-newer",
+            r#"{"index_templates":[{"name":"logs-podflow.flows","index_template":{"index_patterns":["logs-podflow.flows-*"],"_meta":{"version":7}}}]}"#,
+        ),
+    ];
+    for (name, body) in seeds {
+        put("es_response", name, body.as_bytes())?;
     }
     Ok(())
 }

@@ -185,3 +185,6 @@ fn settle(reply: &Reply, docs: &Docs, m: &SinkMetrics, out: &mut Delivery) -> Op
     m.documents.with_label_values(&["conflict"]).inc_by(conflicts);
     (!again.is_empty()).then(|| docs.select(&again))
 }
+
+#[cfg(test)]
+mod tests;

@@ -54,7 +54,7 @@ impl SinkMetrics {
             )?,
             dropped: counter(
                 "dropped_total",
-                "Documents lost, by reason (spool_full, no_spool, spool_error, dead_letter_error).",
+                "Documents lost, by reason (spool_full, no_spool, spool_error, spool_corrupt, dead_letter_error).",
                 "reason",
             )?,
             bulk_duration: Histogram::with_opts(
