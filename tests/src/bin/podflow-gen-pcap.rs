@@ -52,6 +52,10 @@ struct Cli {
     /// open at once, as a memory benchmark needs; --flows-per-sec is then ignored.
     #[arg(long)]
     all_concurrent: bool,
+    /// Client addresses of TCP and UDP flows per family (1 to 4096), taken round robin: client C is
+    /// 10.(1 + C / 256).(C % 256).2, or 2001:db8:c::(C + 1).
+    #[arg(long, value_name = "N", default_value_t = pcapgen::MAX_CLIENTS)]
+    clients: u64,
 }
 
 /// Parses `MIN-MAX` or `N` (meaning `N-N`).
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         flows_per_sec: cli.flows_per_sec,
         snaplen: cli.snaplen,
         all_concurrent: cli.all_concurrent,
+        clients: cli.clients,
         ..Config::default()
     };
     let started = Instant::now();

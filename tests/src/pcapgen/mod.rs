@@ -58,6 +58,10 @@ pub struct Config {
     /// and each flow's second packet waits until the last flow has started, a gap of up to one
     /// microsecond per flow on top of the usual ones.
     pub all_concurrent: bool,
+    /// Client addresses of TCP and UDP flows per family, 1 to [`MAX_CLIENTS`]: flows take them round
+    /// robin, client `c` being 10.(1 + c / 256).(c % 256).2 (or 2001:db8:c::(c + 1)). Fewer clients
+    /// means more flows per client, as when a known set of pods makes all the traffic.
+    pub clients: u64,
 }
 
 impl Config {
@@ -94,6 +98,7 @@ impl Default for Config {
             snaplen: 65_535,
             start_secs: 1_700_000_000,
             all_concurrent: false,
+            clients: MAX_CLIENTS,
         }
     }
 }
@@ -258,9 +263,9 @@ impl Summary {
     }
 }
 
-/// Clients per family for TCP and UDP flows: each flow takes a client round-robin and the client's next
-/// port, so a (client address, client port) pair never repeats.
-const CLIENTS: u64 = 4096;
+/// Most clients per family for TCP and UDP flows: each flow takes a client round-robin and the client's
+/// next port, so a (client address, client port) pair never repeats.
+pub const MAX_CLIENTS: u64 = 4096;
 /// Ephemeral ports a client uses (Linux's default range 32768..=60999).
 const PORT_BASE: u64 = 32_768;
 const PORTS: u64 = 28_232;
@@ -410,7 +415,7 @@ impl Planner<'_> {
             }
         }
         if kind != Kind::Icmp {
-            let (c, k) = (self.ported % CLIENTS, self.ported / CLIENTS);
+            let (c, k) = (self.ported % self.cfg.clients, self.ported / self.cfg.clients);
             self.ported += 1;
             plan.client_port = (PORT_BASE + (k * PORT_STRIDE + c * 7) % PORTS) as u16;
             plan.client = if v6 {
@@ -425,8 +430,15 @@ impl Planner<'_> {
 
 /// Checks that `cfg` can be generated with every flow key unique.
 fn validate(cfg: &Config) -> anyhow::Result<()> {
-    if cfg.tcp + cfg.udp > CLIENTS * PORTS {
-        bail!("at most {} TCP and UDP flows", CLIENTS * PORTS);
+    if !(1..=MAX_CLIENTS).contains(&cfg.clients) {
+        bail!("clients must be 1 to {MAX_CLIENTS}, not {}", cfg.clients);
+    }
+    if cfg.tcp + cfg.udp > cfg.clients * PORTS {
+        bail!(
+            "at most {} TCP and UDP flows over {} clients",
+            cfg.clients * PORTS,
+            cfg.clients
+        );
     }
     if cfg.icmp >= 1 << 23 {
         bail!("at most {} ICMP flows", (1u64 << 23) - 1);

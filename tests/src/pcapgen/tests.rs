@@ -289,6 +289,31 @@ fn every_flow_kind_has_its_shape() {
 }
 
 #[test]
+fn fewer_clients_share_out_the_flows_with_every_key_unique() {
+    let cfg = Config {
+        clients: 7,
+        v6_percent: 0,
+        ..small()
+    };
+    // check() holds every flow to its own key.
+    check(&cfg);
+    let (_, truth, _) = run(&cfg);
+    let mut per_client: HashMap<IpAddr, u64> = HashMap::new();
+    for t in truth.iter().filter(|t| t.proto != 1) {
+        *per_client.entry(t.client).or_default() += 1;
+    }
+    let mut clients: Vec<IpAddr> = per_client.keys().copied().collect();
+    clients.sort();
+    let expected: Vec<IpAddr> = (0..7u8).map(|c| IpAddr::from([10, 1, c, 2])).collect();
+    assert_eq!(clients, expected);
+    // Round robin: 900 TCP and UDP flows over 7 clients, 128 or 129 each.
+    assert!(
+        per_client.values().all(|n| (128..=129).contains(n)),
+        "{per_client:?}"
+    );
+}
+
+#[test]
 fn bad_configs_are_refused() {
     for cfg in [
         Config {
@@ -306,6 +331,21 @@ fn bad_configs_are_refused() {
         },
         Config {
             snaplen: 20,
+            ..Config::default()
+        },
+        Config {
+            clients: 0,
+            ..Config::default()
+        },
+        Config {
+            clients: MAX_CLIENTS + 1,
+            ..Config::default()
+        },
+        Config {
+            // One client has PORTS ports.
+            tcp: PORTS + 1,
+            udp: 0,
+            clients: 1,
             ..Config::default()
         },
     ] {
