@@ -229,8 +229,9 @@ impl Names {
     }
 }
 
-/// Endpoint `Arc`s seen at most before the caches start again (right after a flush, so no sum refers
-/// to a number that changes meaning).
+/// Cached endpoint `Arc`s and numbered names at most before the tables start again (right after a
+/// flush, so no sum refers to a number that changes meaning): names of workloads that come and go (a
+/// CronJob's Jobs) are numbered for good until then.
 const MAX_CACHED: usize = 1 << 16;
 
 /// How often the batch hands its sums to the consumers at most: a Prometheus scrape or a graph window
@@ -257,7 +258,6 @@ pub struct EdgeBatch {
     service_numbers: HashMap<usize, (Arc<K8sEndpoint>, u32)>,
     protocols: Vec<Option<Arc<str>>>,
     sums: HashMap<IdKey, EdgeCounts>,
-    named: HashMap<EdgeKey, EdgeCounts>,
     out: Vec<(EdgeKey, EdgeCounts)>,
     last_flush_ms: u64,
 }
@@ -281,7 +281,6 @@ impl EdgeBatch {
             service_numbers: HashMap::default(),
             protocols: vec![None; 256],
             sums: HashMap::default(),
-            named: Default::default(),
             out: Vec::new(),
             last_flush_ms: 0,
         };
@@ -358,11 +357,6 @@ impl EdgeBatch {
         self.sums.entry(key).or_default().add(&counts);
     }
 
-    /// Adds `counts` to edge `key`.
-    pub fn add(&mut self, key: EdgeKey, counts: &EdgeCounts) {
-        self.named.entry(key).or_default().add(counts);
-    }
-
     /// At the end of a record batch: hands the sums to the consumers if [`FLUSH_EVERY_MS`] has passed
     /// since the last time (the enrich thread's once-a-second tick calls it too, so consumers see time
     /// pass when no flows come).
@@ -391,18 +385,17 @@ impl EdgeBatch {
             };
             self.out.push((key, counts));
         }
-        if !self.named.is_empty() {
-            // Edges added by name: merged with the summed ones they share a key with.
-            let mut merged: HashMap<EdgeKey, EdgeCounts> = self.out.drain(..).collect();
-            for (k, c) in self.named.drain() {
-                merged.entry(k).or_default().add(&c);
-            }
-            self.out.extend(merged);
-        }
         for c in consumers.iter_mut() {
             c.consume(now_ms, &self.out);
         }
-        if self.owned.len() + self.service_numbers.len() > MAX_CACHED {
+        // An endpoint only the cache still holds is gone from the index (its pod deleted and past the
+        // history kept): let it go, so the cache follows the live pods, not every pod ever seen. Its
+        // workload keeps its number.
+        self.owned.retain(|_, (k, _)| Arc::strong_count(k) > 1);
+        self.service_numbers.retain(|_, (k, _)| Arc::strong_count(k) > 1);
+        if self.owned.len() + self.service_numbers.len() + self.endpoints.len() + self.services.len()
+            > MAX_CACHED
+        {
             self.reset_tables();
         }
     }

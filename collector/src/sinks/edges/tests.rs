@@ -202,3 +202,32 @@ fn a_batch_sums_pods_of_one_workload_into_one_edge_and_matches_edge_of() {
     batch.flush(8, &mut [Box::new(got.clone()) as Box<dyn EdgeConsumer>]);
     assert_eq!(got.take(), vec![Vec::new()]);
 }
+
+#[test]
+fn a_flush_lets_go_of_endpoints_only_the_batch_still_holds() {
+    let web = pod("shop", "web-1", Some(("Deployment", "web")));
+    let db = pod("shop", "db-0", Some(("StatefulSet", "db")));
+    let (web_weak, db_weak) = (Arc::downgrade(&web), Arc::downgrade(&db));
+    let mut f = flow("10.244.1.5", "10.244.3.3");
+    f.source = Some(web);
+    f.destination = Some(db.clone());
+    let mut batch = EdgeBatch::default();
+    batch.add_flow(&f);
+    drop(f);
+    let mut got = Got::default();
+    let mut consumers = [Box::new(got.clone()) as Box<dyn EdgeConsumer>];
+    batch.flush(1, &mut consumers);
+    // web-1 is gone from everywhere but the batch: released. db-0 is still held (as by the index).
+    assert!(web_weak.upgrade().is_none());
+    assert!(db_weak.upgrade().is_some());
+    // A new pod of the same workload sums into the same edge as before.
+    let mut f = flow("10.244.1.7", "10.244.3.3");
+    f.source = Some(pod("shop", "web-2", Some(("Deployment", "web"))));
+    f.destination = Some(db);
+    batch.add_flow(&f);
+    batch.flush(2, &mut consumers);
+    let batches = got.take();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0].len(), 1);
+    assert_eq!(batches[0][0].0, batches[1][0].0);
+}
