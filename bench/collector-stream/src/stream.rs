@@ -210,11 +210,11 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Datagram>> {
 /// lists when `peers` is 0.
 fn dependencies(c: &Cluster, peers: usize, seed: u64) -> Vec<Vec<usize>> {
     let n = c.workloads.len();
+    let peers = if n > 1 { peers } else { 0 };
     let mut rng = Rng::new(seed ^ 0xde95);
     (0..n)
         .map(|w| {
             (0..peers)
-                .filter(|_| n > 1)
                 .map(|_| {
                     let d = rng.range(0, n as u64 - 2) as usize;
                     if d >= w { d + 1 } else { d }
