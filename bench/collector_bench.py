@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -183,6 +184,73 @@ class PodflowNoFlowMetrics(Podflow):
 
     def argv(self, port, out):
         return super().argv(port, out) + ["--no-flow-metrics", "--no-service-map"]
+
+
+class PodflowElasticsearch(Podflow):
+    """podflow-collector writing to an OpenSearch node (--elasticsearch) instead of NDJSON: the same
+    attribution, its documents sent with _bulk. The data stream is deleted before each run, so every
+    run indexes every document anew; the run ends once the sink has delivered every document, and
+    _count must equal the records. The node's own CPU over the run is kept apart."""
+
+    name = "podflow-es"
+    stream = "logs-podflow.flows-default"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.node_cpu = []
+        self._ticks = 0
+
+    def _es(self, method, path):
+        req = urllib.request.Request(self.opts.elasticsearch + path, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, {}
+
+    def argv(self, port, out):
+        status, _ = self._es("DELETE", f"/_data_stream/{self.stream}")
+        if status not in (200, 404):
+            fail(f"deleting {self.stream}: HTTP {status}")
+        self._ticks = tree_cpu_ticks(self.opts.node_pid)
+        argv = super().argv(port, out)
+        i = argv.index("--ndjson")
+        del argv[i:i + 2]
+        return argv + ["--elasticsearch", self.opts.elasticsearch, "--spool-dir", os.path.join(out, "spool")]
+
+    def before_stop(self, out):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        pattern = re.compile(r"^podflow_collector_elasticsearch_documents_total\{[^}]*\} (\S+)$", re.M)
+        deadline = time.monotonic() + 600
+        while True:
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            delivered = sum(float(v) for v in pattern.findall(text))
+            if delivered >= self.expected:
+                break
+            if time.monotonic() > deadline:
+                return [f"the sink delivered {delivered:.0f} of {self.expected} documents in 600 s"]
+            time.sleep(0.5)
+        self.node_cpu.append((tree_cpu_ticks(self.opts.node_pid) - self._ticks) / os.sysconf("SC_CLK_TCK"))
+        problems = super().before_stop(out)
+        for line in text.splitlines():
+            if line.startswith(("podflow_collector_elasticsearch_dropped_total",
+                                "podflow_collector_elasticsearch_dead_letter_total")) and not line.endswith(" 0"):
+                problems.append(line)
+            if line.startswith("podflow_collector_elasticsearch_retries_total"):
+                print(f"  podflow-es: {line}", flush=True)
+        return problems
+
+    def check(self, out, log):
+        problems = []
+        if self.inventory:
+            inv = re.search(r"inventory: (\d+) objects from \d+ files \((\d+) bad", log)
+            if not inv or int(inv.group(2)):
+                problems.append(f"inventory: {inv.group(0) if inv else 'no load reported'}")
+        self._es("POST", f"/{self.stream}/_refresh")
+        status, counted = self._es("GET", f"/{self.stream}/_count")
+        if status != 200 or counted.get("count") != self.expected:
+            problems.append(f"_count of {self.stream}: HTTP {status} {counted}, expected {self.expected}")
+        return problems
 
 
 class Nfcapd(Tool):
@@ -364,6 +432,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rcvbuf", type=int, default=4 << 20)
     ap.add_argument("--tools", default="podflow,nfcapd,nfacctd")
+    ap.add_argument("--elasticsearch", help="the node's URL, for the podflow-es tool")
+    ap.add_argument("--node-pid", type=int, help="the node's process, whose CPU podflow-es reports")
     opts = ap.parse_args()
 
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -371,7 +441,8 @@ def main():
     with open(opts.summary) as f:
         summary = json.load(f)
     expected = summary["records"] * opts.loops
-    classes = {"podflow": Podflow, "podflow-off": PodflowNoFlowMetrics, "nfcapd": Nfcapd, "nfacctd": Nfacctd}
+    classes = {"podflow": Podflow, "podflow-off": PodflowNoFlowMetrics, "podflow-es": PodflowElasticsearch,
+               "nfcapd": Nfcapd, "nfacctd": Nfacctd}
     tools = [classes[n](opts, summary, expected) for n in opts.tools.split(",")]
     pf = next((t for t in tools if t.name == "podflow"), None)
     print(f"stream: {expected} records ({summary['records']} x {opts.loops}) from {summary['exporters']} exporters, "
@@ -399,6 +470,10 @@ def main():
         print(f"  {n:11} {v:12,.0f} records/CPU-s")
     if "podflow" in med and "podflow-off" in med:
         print(f"flow metrics on/off: {med['podflow'] / med['podflow-off']:.3f}")
+    if "podflow" in med and "podflow-es" in med:
+        es = next(t for t in tools if t.name == "podflow-es")
+        print(f"  opensearch node {statistics.median(es.node_cpu):8.2f} CPU-s per run (median; not counted above)")
+        print(f"elasticsearch/ndjson: {med['podflow-es'] / med['podflow']:.3f}")
     if "podflow" in med:
         for other in ("nfacctd", "nfcapd"):
             if other in med:
