@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The collector's parsers (inventory, NetFlow, graph queries, Elasticsearch answers) get less time: their state is smaller and CI time is short.
+# The collector's parsers (inventory, NetFlow, graph queries, Elasticsearch answers, AdmissionReviews) get less time: their state is smaller and CI time is short.
 codec_seconds="${FUZZ_SMOKE_SECONDS:-30}"
 parser_seconds="${FUZZ_SMOKE_SECONDS:-20}"
 # cargo-fuzz passes -Z flags to cargo and rustc; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
@@ -27,7 +27,7 @@ failed=()
 for target in $(cargo fuzz list); do
     mkdir -p "$scratch/$target"
     case "$target" in
-        inventory | netflow_* | graph_query | es_response) seconds="$parser_seconds" ;;
+        inventory | netflow_* | graph_query | es_response | admission_review) seconds="$parser_seconds" ;;
         *) seconds="$codec_seconds" ;;
     esac
     echo "smoke: $target for ${seconds}s"

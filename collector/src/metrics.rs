@@ -304,6 +304,30 @@ fn render_kubernetes(o: &mut String, k: &KubernetesStats) {
         "Objects that could not be used, by kind.",
         per_kind(|c| c.bad),
     );
+    let i = &k.index;
+    family(
+        o,
+        "podflow_collector_kubernetes_objects",
+        "gauge",
+        "Objects the index holds, by kind (owner: ReplicaSets and Jobs).",
+        [
+            ("pod", i.pods),
+            ("service", i.services),
+            ("node", i.nodes),
+            ("endpointslice", i.endpoint_slices),
+            ("owner", i.owners),
+        ]
+        .iter()
+        .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), *n as u64))
+        .collect::<Vec<_>>(),
+    );
+    family(
+        o,
+        "podflow_collector_kubernetes_address_spans",
+        "gauge",
+        "Who-held-which-address spans the index holds: live ones and those ended within --history.",
+        vec![(String::new(), (i.address_spans + i.port_spans) as u64)],
+    );
 }
 
 #[cfg(test)]
@@ -341,6 +365,8 @@ mod tests {
             "podflow_collector_kubernetes_relists_total{kind=\"pod\"} 1\n",
             "podflow_collector_kubernetes_watch_expired_total{kind=\"pod\"} 1\n",
             "podflow_collector_kubernetes_lists_total{kind=\"endpointslice\"} 0\n",
+            "podflow_collector_kubernetes_objects{kind=\"pod\"} 0\n",
+            "podflow_collector_kubernetes_address_spans 0\n",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

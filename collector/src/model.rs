@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use arrayvec::ArrayString;
@@ -211,6 +212,8 @@ pub struct K8sEndpoint {
     /// about this object version shares the `Arc`, so each endpoint is formatted (and its strings
     /// escaped) once rather than once per flow. Not part of the value (ignored by `==`).
     pub encoded: Encoded,
+    /// The numbers the flow metrics' edge batch gave this endpoint (a cache, ignored by `==`).
+    pub edge: EdgeSlots,
     /// What holds the address.
     pub kind: EndpointKind,
     /// Namespace (empty for nodes).
@@ -257,6 +260,39 @@ impl fmt::Debug for Encoded {
             Some(text) => write!(f, "Encoded({} octets)", text.len()),
             None => f.write_str("Encoded(not yet)"),
         }
+    }
+}
+
+/// Where the enrich thread's edge batch ([`crate::sinks::edges::EdgeBatch`]) keeps the numbers it
+/// gave an endpoint: its workload's and, for a Service, its name's, each tagged with the generation of
+/// the batch's tables (a generation is never 0, so 0 is "none yet"). Reading them is one load from a
+/// line the flow has already touched, where a map by the endpoint's address was a lookup per side and
+/// record. A cache: two endpoints compare equal whatever it holds, and a clone starts empty.
+#[derive(Default)]
+pub struct EdgeSlots {
+    /// `generation << 32 | number` of the endpoint's workload.
+    pub endpoint: AtomicU64,
+    /// `generation << 32 | number` of the Service name.
+    pub service: AtomicU64,
+}
+
+impl Clone for EdgeSlots {
+    fn clone(&self) -> Self {
+        EdgeSlots::default()
+    }
+}
+
+impl PartialEq for EdgeSlots {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EdgeSlots {}
+
+impl fmt::Debug for EdgeSlots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EdgeSlots")
     }
 }
 

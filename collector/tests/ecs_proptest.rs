@@ -106,6 +106,7 @@ fn endpoint() -> BoxedStrategy<Option<Arc<K8sEndpoint>>> {
                         node_name,
                         labels: labels.into(),
                         encoded: Default::default(),
+                        edge: Default::default(),
                     })
                 },
             ),

@@ -424,6 +424,11 @@ impl TemplateCache {
         }
     }
 
+    /// Forgets a session whole (its templates and sequence state); returns the templates it held.
+    pub fn remove(&mut self, key: &SessionKey) -> usize {
+        self.sessions.remove(key).map_or(0, |s| s.templates.len())
+    }
+
     /// Sessions held.
     pub fn sessions(&self) -> usize {
         self.sessions.len()

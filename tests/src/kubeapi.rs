@@ -121,6 +121,29 @@ impl KubeApi {
         read_json_response(response, path)
     }
 
+    /// `PATCH path` with a JSON merge patch as the admin: the status and the JSON body.
+    pub fn merge_patch(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .agent
+            .patch(format!("{}{path}", self.server))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/merge-patch+json")
+            .send(body.to_string())
+            .with_context(|| format!("PATCH {path}"))?;
+        read_json_response(response, path)
+    }
+
+    /// `DELETE path` as the admin, at once (`gracePeriodSeconds=0`): the status and the JSON body.
+    pub fn delete_now(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .agent
+            .delete(format!("{}{path}?gracePeriodSeconds=0", self.server))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .with_context(|| format!("DELETE {path}"))?;
+        read_json_response(response, path)
+    }
+
     /// Stops the API server and starts it again on the same port: every open watch ends.
     pub fn restart_apiserver(&self) -> anyhow::Result<()> {
         run_script("restart-apiserver", &self.dir)

@@ -111,13 +111,11 @@ impl Hold {
     }
 
     /// Sets held.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.sets.len()
     }
 
     /// Octets held.
-    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

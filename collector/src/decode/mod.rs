@@ -6,7 +6,9 @@
 //! domain, the templates (with a lifetime, RFC 7011 section 8.4 and RFC 3954 section 9), the data sets that
 //! arrived before their template (held for a few seconds, then decoded or dropped), and the sequence
 //! numbers that tell lost records. Every piece of state is bounded ([`DecodeLimits`], [`HoldLimits`]), per
-//! exporter and in total, so one hostile exporter can neither exhaust memory nor crowd out the others.
+//! exporter and in total, so one hostile exporter can neither exhaust memory nor crowd out the others;
+//! when the total is nearly reached, exporters that hold state but decode nothing make room
+//! ([`evict`]), so a flood of many cannot lock the others out either.
 //!
 //! IPFIX records are read through an extraction plan computed once per template, without allocating per
 //! record. NetFlow v9 keeps its own template state here (lifetime on the caller's clock, the same limits
@@ -15,6 +17,7 @@
 //!
 //! Counters per exporter and domain are in [`DecodeStats`], read and reset by the caller per batch.
 
+mod evict;
 mod flow;
 mod hold;
 mod ipfix;
@@ -241,6 +244,10 @@ impl Decoder {
                 errors: 1,
             };
         }
+        self.room_for_exporter(exporter);
+        if version != 5 {
+            self.room_for_templates(exporter, now_ms);
+        }
         let Some(state) = admit(&mut self.exporters, &self.cfg, exporter) else {
             let c = self.stats.entry(StatsKey::OVERFLOW);
             c.datagrams += 1;
@@ -266,6 +273,9 @@ impl Decoder {
             10 => ipfix::decode(&mut ctx, &mut self.ipfix, datagram, &mut self.scratch),
             9 => v9::decode(&mut ctx, datagram, &mut self.scratch),
             _ => v5::decode(&mut ctx, datagram),
+        }
+        if ctx.decoded.records > 0 {
+            ctx.state.last_data_ms = Some(now_ms);
         }
         ctx.decoded
     }

@@ -128,6 +128,8 @@ pub(crate) struct ExporterState {
     pub template_fields: usize,
     /// When it last sent a datagram (caller's clock).
     pub last_seen_ms: u64,
+    /// When its templates last decoded a data record, if ever.
+    pub last_data_ms: Option<u64>,
 }
 
 impl ExporterState {

@@ -166,10 +166,11 @@ impl Enricher {
         }
     }
 
-    /// Forgets NAT translations past their window (the duplicate table overwrites its stale entries in
-    /// place and needs no sweep).
+    /// Forgets NAT translations past their window and served backends whose pod or Service the index
+    /// has dropped (the duplicate table overwrites its stale entries in place and needs no sweep).
     pub fn expire(&mut self, now: u64) {
         self.nat.expire(now);
+        self.served.expire();
     }
 
     /// The connection's identity: the Community ID of its tuple after NAT.

@@ -1,12 +1,14 @@
 //! The backend as it served a Service: the backend pod's identity with the Service it was reached
 //! through as its `service_name`, so a document's `destination.kubernetes.*` names both (the Service,
 //! and the pod, workload, node and labels of the backend) and metrics count the backend's workload
-//! with `dst_service` set.
+//! with `dstservice` set.
 //!
 //! One `Arc` per (backend, Service) pair, made on the first flow and shared by every later one: the
 //! sinks cache an endpoint's encoded text in it ([`K8sEndpoint::encoded`]), so a Service flow costs one
 //! lookup by the two pointers here and no formatting. The entries hold both originals, so neither
-//! address can be reused for another object while its entry exists.
+//! address can be reused for another object while its entry exists; [`Served::expire`] (once a second)
+//! lets go of the entries whose backend or Service only the entry still holds, so the cache follows
+//! the live pods rather than every pod that ever served.
 
 use std::sync::Arc;
 
@@ -25,8 +27,8 @@ pub struct Served {
 }
 
 struct Entry {
-    _backend: Arc<K8sEndpoint>,
-    _service: Arc<K8sEndpoint>,
+    backend: Arc<K8sEndpoint>,
+    service: Arc<K8sEndpoint>,
     served: Arc<K8sEndpoint>,
 }
 
@@ -49,17 +51,25 @@ impl Served {
         }
         let served = Arc::new(K8sEndpoint {
             encoded: Default::default(),
+            edge: Default::default(),
             service_name: service.service_name.clone(),
             ..(*backend).clone()
         });
         self.pairs.insert(
             key,
             Entry {
-                _backend: backend,
-                _service: Arc::clone(service),
+                backend,
+                service: Arc::clone(service),
                 served: Arc::clone(&served),
             },
         );
         served
+    }
+
+    /// Drops the entries whose backend or Service nothing but the entry holds any more (the index
+    /// replaced or deleted it, and no flow in flight has it).
+    pub fn expire(&mut self) {
+        self.pairs
+            .retain(|_, e| Arc::strong_count(&e.backend) > 1 && Arc::strong_count(&e.service) > 1);
     }
 }

@@ -68,6 +68,7 @@ fn pod(ns: &str, name: &str, workload: &str) -> Arc<K8sEndpoint> {
         node_name: Some("node-a".into()),
         labels: Arc::from(Vec::new()),
         encoded: Default::default(),
+        edge: Default::default(),
     })
 }
 
@@ -83,6 +84,7 @@ fn book() -> Book {
         node_name: None,
         labels: Arc::from(Vec::new()),
         encoded: Default::default(),
+        edge: Default::default(),
     });
     Book(HashMap::from([
         ("10.0.1.5".parse().unwrap(), pod("shop", "web-1", "web")),
@@ -187,4 +189,24 @@ fn connections_a_full_duplicate_table_forgets_are_counted() {
     }
     assert_eq!(e.stats().untracked, 6, "ten connections, room for four");
     assert_eq!(e.stats().flows, 10);
+}
+
+#[test]
+fn served_backends_are_let_go_once_the_index_drops_them() {
+    let mut served = super::served::Served::default();
+    let svc = Arc::new(K8sEndpoint {
+        kind: EndpointKind::Service,
+        service_name: Some("cart".into()),
+        ..(*pod("shop", "", "")).clone()
+    });
+    let (kept, dropped) = (pod("shop", "cart-1", "cart"), pod("shop", "cart-2", "cart"));
+    let weak = Arc::downgrade(&dropped);
+    let a = served.get(kept.clone(), Some(&svc));
+    assert_eq!(a.service_name.as_deref(), Some("cart"));
+    assert_eq!(a.pod_name.as_deref(), Some("cart-1"));
+    drop(served.get(dropped, Some(&svc)));
+    served.expire();
+    // cart-2 was held by nothing but the cache: freed. cart-1 still served from the same Arc.
+    assert!(weak.upgrade().is_none());
+    assert!(Arc::ptr_eq(&a, &served.get(kept, Some(&svc))));
 }

@@ -33,7 +33,7 @@ use kube::{Client, Config};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::index::{Event, Index, IndexSettings};
+use super::index::{Event, Index, IndexSettings, IndexStats};
 use super::objects::{self, Invalid, Object, ObjectKind};
 use super::provider::{Answer, MetadataProvider, ProviderStatus, Query, SharedIndex};
 
@@ -78,6 +78,8 @@ pub struct KubernetesStats {
     pub synced: bool,
     /// The counters of each kind.
     pub kinds: BTreeMap<ObjectKind, KindStats>,
+    /// What the index holds after the batch.
+    pub index: IndexStats,
 }
 
 /// Called with the watches' counters after every batch of events the index applied.
@@ -317,6 +319,7 @@ async fn run(
             .iter()
             .map(|k| (*k, KindStats::default()))
             .collect(),
+        index: IndexStats::default(),
     };
     let mut started = 0u8;
     while let Some(batch) = merged.next().await {
@@ -382,6 +385,7 @@ async fn run(
             }
         }
         stats.synced = counters.listed.load(Ordering::Relaxed) == ALL_LISTED;
+        stats.index = index.read().stats();
         if let Some(observer) = &observer {
             observer(&stats);
         }

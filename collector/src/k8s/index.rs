@@ -371,6 +371,7 @@ impl Index {
             node_name: Some(self.names.get(name)),
             labels: self.names.labels(labels, self.settings.max_labels),
             encoded: Default::default(),
+            edge: Default::default(),
         }
     }
 
@@ -412,6 +413,7 @@ impl Index {
             node_name: None,
             labels: self.names.labels(&info.meta.labels, self.settings.max_labels),
             encoded: Default::default(),
+            edge: Default::default(),
         };
         let endpoint = share(endpoint, prev.as_ref().map(|p| &p.endpoint));
         let old = prev.map(|p| p.info.cluster_ips).unwrap_or_default();

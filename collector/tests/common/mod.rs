@@ -88,6 +88,7 @@ pub fn pod(
         node_name: Some(arc(node)),
         labels: labels.iter().map(|(k, v)| (arc(k), arc(v))).collect(),
         encoded: Default::default(),
+        edge: Default::default(),
     })
 }
 
@@ -103,6 +104,7 @@ pub fn service(ns: &str, name: &str) -> Arc<K8sEndpoint> {
         node_name: None,
         labels: Arc::from(vec![(arc("app.kubernetes.io/name"), arc(name))]),
         encoded: Default::default(),
+        edge: Default::default(),
     })
 }
 

@@ -182,17 +182,75 @@ fn exporters_beyond_the_limit_are_counted_together() {
     feed(&mut d, ex(1), &tpl, 0);
     feed(&mut d, ex(2), &[0, 5, 0], 0);
     feed(&mut d, ex(1), &tpl, 5_000);
-    feed(&mut d, ex(3), &tpl, 0);
-    feed(&mut d, ex(4), &tpl, 0);
+    // ex(2) holds nothing but sequence numbers: forgotten (counted) to admit ex(3).
+    feed(&mut d, ex(3), &tpl, 5_000);
+    let gone = StatsKey {
+        exporter: ex(2),
+        observation_domain: None,
+    };
+    assert_eq!(stats(&d, gone).errors.get("evicted"), 1);
+    assert_eq!(stats(&d, key(ex(3), 1)).templates, 1);
+    // ex(1) and ex(3) hold templates: ex(4) is refused.
+    feed(&mut d, ex(4), &tpl, 5_000);
     // Junk from unknown exporters takes no state either.
-    feed(&mut d, ex(5), b"GET / HTTP/1.1", 0);
+    feed(&mut d, ex(5), b"GET / HTTP/1.1", 5_000);
     let o = stats(&d, StatsKey::OVERFLOW);
-    assert_eq!((o.datagrams, o.limit_hits), (3, 2));
+    assert_eq!((o.datagrams, o.limit_hits), (2, 1));
     assert_eq!(o.errors.get("unsupported_version"), 1);
     assert_eq!(d.exporters(), 2);
-    // ex(2) left nothing: idle for a template lifetime, it makes room; ex(1)'s refreshed template keeps it.
-    d.expire(10_001);
+    // Past a template lifetime with nothing refreshed, ex(3) has left (ex(1) refreshed): ex(4) comes in.
+    feed(&mut d, ex(1), &tpl, 9_000);
+    d.expire(15_001);
     assert_eq!(d.exporters(), 1);
-    feed(&mut d, ex(3), &tpl, 10_001);
-    assert_eq!(stats(&d, key(ex(3), 1)).templates, 1);
+    feed(&mut d, ex(4), &tpl, 15_001);
+    assert_eq!(stats(&d, key(ex(4), 1)).templates, 1);
+}
+
+#[test]
+fn a_flood_of_template_holders_makes_room_for_a_new_exporter() {
+    // 1,000 fields in all: 8 exporters of 120 fields (15 templates of 8) pass seven eighths.
+    let mut d = Decoder::new(DecoderConfig {
+        limits: DecodeLimits {
+            max_exporters: 64,
+            max_templates_per_exporter: 20,
+            max_template_fields_per_exporter: 200,
+            ..tight().limits
+        },
+        ..config()
+    });
+    // One exporter that decodes data all along, with 4 templates of 8 fields.
+    let busy = ex(1);
+    let busy_templates: Vec<Template> = (256..260).map(|id| wide_template(id, 8)).collect();
+    let mut busy_enc = encoder(1, busy_templates);
+    feed(&mut d, busy, &templates_msg(&mut busy_enc, 0), 0);
+    let mut flows_enc = encoder(1, vec![flow_template(300)]);
+    feed(&mut d, busy, &templates_msg(&mut flows_enc, 0), 0);
+    let mut now = 0;
+    for host in 10..30u8 {
+        for id in 256..271u16 {
+            let mut e = encoder(1, vec![wide_template(id, 8)]);
+            feed(&mut d, ex(host), &templates_msg(&mut e, 0), now);
+        }
+        now += 1_000;
+        assert_eq!(
+            feed(&mut d, busy, &flows_msg(&mut flows_enc, 300, 2, 0), now).len(),
+            2
+        );
+    }
+    assert!(d.budget.template_fields <= 1_000, "{}", d.budget.template_fields);
+    let evicted: u64 = d.stats().iter().map(|(_, c)| c.errors.get("evicted")).sum();
+    assert!(evicted > 0);
+    assert_eq!(stats(&d, key(busy, 1)).errors.total(), 0);
+    assert!(d.exporters.contains_key(&busy), "the busy exporter was evicted");
+    // A new exporter's template still finds room and decodes.
+    let mut new = encoder(1, vec![flow_template(256)]);
+    feed(&mut d, ex(99), &templates_msg(&mut new, 0), now);
+    assert_eq!(
+        feed(&mut d, ex(99), &flows_msg(&mut new, 256, 3, 0), now).len(),
+        3
+    );
+    assert_eq!(
+        d.budget.template_fields,
+        d.exporters.values().map(|e| e.template_fields).sum::<usize>()
+    );
 }

@@ -218,6 +218,7 @@ impl Index {
             node_name: info.node_name.as_deref().map(|n| self.names.get(n)),
             labels: self.names.labels(&info.meta.labels, self.settings.max_labels),
             encoded: Default::default(),
+            edge: Default::default(),
         };
         share(endpoint, prev)
     }

@@ -18,15 +18,17 @@
 //!   of an active timeout's continuation sent none), or a record with no TCP flags at all (exporters that
 //!   send none); for other protocols, every record.
 //!
-//! Per record the batch only hashes pointers and small numbers: each endpoint `Arc` is mapped once to the
-//! number of its workload (a cache that holds the `Arc`, so its address cannot be reused while cached),
-//! and the batch sums per (client, server, Service, protocol) numbers. Names are written out once per
-//! edge and flush ([`EdgeBatch::flush`]).
+//! Per record the batch only reads small numbers and hashes them: each endpoint keeps the number of
+//! its workload (and a Service the number of its name) in its [`EdgeSlots`](crate::model::EdgeSlots), given the first time the
+//! batch sees it, and the batch sums per (client, server, Service, protocol) numbers. Names are written
+//! out once per edge and flush ([`EdgeBatch::flush`]). The batch holds no endpoint, so what the index
+//! drops is freed.
 
 pub mod peers;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use foldhash::HashMap;
 
@@ -229,10 +231,10 @@ impl Names {
     }
 }
 
-/// Cached endpoint `Arc`s and numbered names at most before the tables start again (right after a
-/// flush, so no sum refers to a number that changes meaning): names of workloads that come and go (a
-/// CronJob's Jobs) are numbered for good until then.
-const MAX_CACHED: usize = 1 << 16;
+/// Numbered names at most before the tables start again (right after a flush, so no sum refers to a
+/// number that changes meaning): names of workloads that come and go (a CronJob's Jobs) are numbered
+/// for good until then.
+const MAX_NUMBERED: usize = 1 << 16;
 
 /// How often the batch hands its sums to the consumers at most: a Prometheus scrape or a graph window
 /// is seconds long, and every flush costs a lookup by names per edge, so record batches a few
@@ -241,6 +243,10 @@ pub const FLUSH_EVERY_MS: u64 = 500;
 
 /// (client, server, Service, protocol) as numbers of the batch's tables.
 type IdKey = (u32, u32, u32, u8);
+
+/// Generations of every batch's tables: each reset takes the next, so a number an endpoint keeps
+/// from another batch or from before a reset ([`EdgeSlots`](crate::model::EdgeSlots)) is never taken for one of these tables.
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// The edges of one batch (of record batches, up to [`FLUSH_EVERY_MS`] long), summed per key.
 #[derive(Debug)]
@@ -251,11 +257,11 @@ pub struct EdgeBatch {
     /// unknown, plain external and each named external range.
     endpoints: Vec<Endpoint>,
     numbers: HashMap<Endpoint, u32>,
-    /// Endpoint `Arc`s (held, so their addresses stay theirs) -> their workload's number.
-    owned: HashMap<usize, (Arc<K8sEndpoint>, u32)>,
     /// Service names by number; 0 is the empty name.
     services: Vec<Arc<str>>,
-    service_numbers: HashMap<usize, (Arc<K8sEndpoint>, u32)>,
+    service_numbers: HashMap<Arc<str>, u32>,
+    /// This batch's tables' generation, shifted into the high half of a slot.
+    generation: u64,
     protocols: Vec<Option<Arc<str>>>,
     sums: HashMap<IdKey, EdgeCounts>,
     out: Vec<(EdgeKey, EdgeCounts)>,
@@ -276,9 +282,9 @@ impl EdgeBatch {
             names: Names::default(),
             endpoints: Vec::new(),
             numbers: HashMap::default(),
-            owned: HashMap::default(),
             services: Vec::new(),
             service_numbers: HashMap::default(),
+            generation: 0,
             protocols: vec![None; 256],
             sums: HashMap::default(),
             out: Vec::new(),
@@ -289,8 +295,7 @@ impl EdgeBatch {
     }
 
     fn reset_tables(&mut self) {
-        self.owned.clear();
-        self.service_numbers.clear();
+        self.generation = (GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1) << 32;
         self.numbers.clear();
         self.endpoints.clear();
         let named = self.peers.external.len();
@@ -302,7 +307,14 @@ impl EdgeBatch {
                 .push(self.names.unowned(Unowned::External(i), &self.peers));
         }
         self.services.clear();
+        self.service_numbers.clear();
         self.services.push(self.names.empty.clone());
+    }
+
+    /// The number `slot` holds for these tables, if it holds one.
+    fn cached(&self, slot: &AtomicU64) -> Option<u32> {
+        let v = slot.load(Ordering::Relaxed);
+        (v & !u64::from(u32::MAX) == self.generation).then_some(v as u32)
     }
 
     fn number(&mut self, side: (Option<&Arc<K8sEndpoint>>, IpAddr)) -> u32 {
@@ -312,8 +324,8 @@ impl EdgeBatch {
                 Unowned::External(i) => 1 + u32::from(i),
             };
         };
-        if let Some((_, n)) = self.owned.get(&(Arc::as_ptr(k) as usize)) {
-            return *n;
+        if let Some(n) = self.cached(&k.edge.endpoint) {
+            return n;
         }
         let e = self.names.owned(k);
         let next = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
@@ -321,25 +333,26 @@ impl EdgeBatch {
         if n == next {
             self.endpoints.push(e);
         }
-        self.owned.insert(Arc::as_ptr(k) as usize, (Arc::clone(k), n));
+        k.edge
+            .endpoint
+            .store(self.generation | u64::from(n), Ordering::Relaxed);
         n
     }
 
     fn service_number(&mut self, service: Option<&Arc<K8sEndpoint>>) -> u32 {
         let Some(s) = service else { return 0 };
-        if let Some((_, n)) = self.service_numbers.get(&(Arc::as_ptr(s) as usize)) {
-            return *n;
+        if let Some(n) = self.cached(&s.edge.service) {
+            return n;
         }
         let name = service_name(Some(s)).unwrap_or_else(|| self.names.empty.clone());
-        let n = match self.services.iter().position(|x| *x == name) {
-            Some(i) => u32::try_from(i).unwrap_or(u32::MAX),
-            None => {
-                self.services.push(name);
-                u32::try_from(self.services.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        self.service_numbers
-            .insert(Arc::as_ptr(s) as usize, (Arc::clone(s), n));
+        let next = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
+        let n = *self.service_numbers.entry(name.clone()).or_insert(next);
+        if n == next {
+            self.services.push(name);
+        }
+        s.edge
+            .service
+            .store(self.generation | u64::from(n), Ordering::Relaxed);
         n
     }
 
@@ -377,10 +390,17 @@ impl EdgeBatch {
             let protocol = self.protocols[usize::from(proto)]
                 .get_or_insert_with(|| protocol_name(proto).into())
                 .clone();
+            let (Some(client), Some(server), Some(service)) = (
+                self.endpoints.get(client as usize),
+                self.endpoints.get(server as usize),
+                self.services.get(service as usize),
+            ) else {
+                continue;
+            };
             let key = EdgeKey {
-                client: self.endpoints[client as usize].clone(),
-                server: self.endpoints[server as usize].clone(),
-                dst_service: self.services[service as usize].clone(),
+                client: client.clone(),
+                server: server.clone(),
+                dst_service: service.clone(),
                 protocol,
             };
             self.out.push((key, counts));
@@ -388,14 +408,7 @@ impl EdgeBatch {
         for c in consumers.iter_mut() {
             c.consume(now_ms, &self.out);
         }
-        // An endpoint only the cache still holds is gone from the index (its pod deleted and past the
-        // history kept): let it go, so the cache follows the live pods, not every pod ever seen. Its
-        // workload keeps its number.
-        self.owned.retain(|_, (k, _)| Arc::strong_count(k) > 1);
-        self.service_numbers.retain(|_, (k, _)| Arc::strong_count(k) > 1);
-        if self.owned.len() + self.service_numbers.len() + self.endpoints.len() + self.services.len()
-            > MAX_CACHED
-        {
+        if self.endpoints.len() + self.services.len() > MAX_NUMBERED {
             self.reset_tables();
         }
     }

@@ -9,6 +9,7 @@ use crate::model::{Counters, EndpointKind, InlineStr};
 fn pod(ns: &str, name: &str, workload: Option<(&str, &str)>) -> Arc<K8sEndpoint> {
     Arc::new(K8sEndpoint {
         encoded: Default::default(),
+        edge: Default::default(),
         kind: EndpointKind::Pod,
         namespace: ns.into(),
         pod_name: Some(name.into()),
@@ -24,6 +25,7 @@ fn pod(ns: &str, name: &str, workload: Option<(&str, &str)>) -> Arc<K8sEndpoint>
 fn service(ns: &str, name: &str) -> Arc<K8sEndpoint> {
     Arc::new(K8sEndpoint {
         encoded: Default::default(),
+        edge: Default::default(),
         kind: EndpointKind::Service,
         namespace: ns.into(),
         pod_name: None,
@@ -204,7 +206,7 @@ fn a_batch_sums_pods_of_one_workload_into_one_edge_and_matches_edge_of() {
 }
 
 #[test]
-fn a_flush_lets_go_of_endpoints_only_the_batch_still_holds() {
+fn the_batch_holds_no_endpoint() {
     let web = pod("shop", "web-1", Some(("Deployment", "web")));
     let db = pod("shop", "db-0", Some(("StatefulSet", "db")));
     let (web_weak, db_weak) = (Arc::downgrade(&web), Arc::downgrade(&db));
@@ -217,7 +219,7 @@ fn a_flush_lets_go_of_endpoints_only_the_batch_still_holds() {
     let mut got = Got::default();
     let mut consumers = [Box::new(got.clone()) as Box<dyn EdgeConsumer>];
     batch.flush(1, &mut consumers);
-    // web-1 is gone from everywhere but the batch: released. db-0 is still held (as by the index).
+    // web-1 is gone from everywhere: freed. db-0 is still held (as by the index).
     assert!(web_weak.upgrade().is_none());
     assert!(db_weak.upgrade().is_some());
     // A new pod of the same workload sums into the same edge as before.
@@ -230,4 +232,45 @@ fn a_flush_lets_go_of_endpoints_only_the_batch_still_holds() {
     assert_eq!(batches.len(), 2);
     assert_eq!(batches[0].len(), 1);
     assert_eq!(batches[0][0].0, batches[1][0].0);
+}
+
+#[test]
+fn numbers_an_endpoint_keeps_from_another_batch_are_not_taken_for_this_ones() {
+    let (web, db, api) = (
+        pod("shop", "web-1", Some(("Deployment", "web"))),
+        pod("shop", "db-0", Some(("StatefulSet", "db"))),
+        pod("shop", "api-1", Some(("Deployment", "api"))),
+    );
+    let between = |a: &Arc<K8sEndpoint>, b: &Arc<K8sEndpoint>| {
+        let mut f = flow("10.244.1.5", "10.244.3.3");
+        f.source = Some(a.clone());
+        f.destination = Some(b.clone());
+        f
+    };
+    // Batch one numbers api first, batch two web first: the slots each leaves behind disagree.
+    let mut one = EdgeBatch::default();
+    one.add_flow(&between(&api, &db));
+    let mut two = EdgeBatch::default();
+    two.add_flow(&between(&web, &db));
+    one.add_flow(&between(&web, &api));
+    two.add_flow(&between(&api, &web));
+    let mut got = Got::default();
+    let mut consumers = [Box::new(got.clone()) as Box<dyn EdgeConsumer>];
+    one.flush(1, &mut consumers);
+    two.flush(1, &mut consumers);
+    let mut names: Vec<Vec<(String, String)>> = got
+        .take()
+        .into_iter()
+        .map(|b| {
+            let mut e: Vec<_> = b
+                .iter()
+                .map(|(k, _)| (k.client.workload.to_string(), k.server.workload.to_string()))
+                .collect();
+            e.sort();
+            e
+        })
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(names.remove(0), vec![pair("api", "db"), pair("web", "api")]);
+    assert_eq!(names.remove(0), vec![pair("api", "web"), pair("web", "db")]);
 }
