@@ -161,13 +161,17 @@ class Podflow(Tool):
             problems.append(f"decoded {records:.0f} records, expected {self.expected}")
         return problems
 
+    def inventory_problems(self, log):
+        """Every generated object must load, or endpoints go unattributed and podflow does less work."""
+        if not self.inventory:
+            return []
+        inv = re.search(r"inventory: (\d+) objects from \d+ files \((\d+) bad", log)
+        if not inv or int(inv.group(2)):
+            return [f"inventory: {inv.group(0) if inv else 'no load reported'}"]
+        return []
+
     def check(self, out, log):
-        problems = []
-        if self.inventory:
-            # Every generated object must load, or endpoints go unattributed and podflow does less work.
-            inv = re.search(r"inventory: (\d+) objects from \d+ files \((\d+) bad", log)
-            if not inv or int(inv.group(2)):
-                problems.append(f"inventory: {inv.group(0) if inv else 'no load reported'}")
+        problems = self.inventory_problems(log)
         m = re.search(r"(\d+) records decoded, (\d+) documents written", log)
         if not m or int(m.group(2)) != self.expected:
             problems.append(f"documents written: {m.group(0) if m else 'no total printed'}")
@@ -241,11 +245,7 @@ class PodflowElasticsearch(Podflow):
         return problems
 
     def check(self, out, log):
-        problems = []
-        if self.inventory:
-            inv = re.search(r"inventory: (\d+) objects from \d+ files \((\d+) bad", log)
-            if not inv or int(inv.group(2)):
-                problems.append(f"inventory: {inv.group(0) if inv else 'no load reported'}")
+        problems = self.inventory_problems(log)
         self._es("POST", f"/{self.stream}/_refresh")
         status, counted = self._es("GET", f"/{self.stream}/_count")
         if status != 200 or counted.get("count") != self.expected:

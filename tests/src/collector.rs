@@ -43,6 +43,23 @@ pub struct Stopped {
     pub log: String,
 }
 
+/// Lines a minute the collector's log admits about exporters, over all of them together
+/// (podflow_telemetry::log::LINES_PER_MINUTE).
+pub const EXPORTER_LINES_PER_MINUTE: u64 = 100;
+
+impl Stopped {
+    /// The log's report lines about exporters, and the most its budget admits in `elapsed`: each
+    /// minute window admits its lines, and one more window may have begun while the test ran.
+    pub fn exporter_reports(&self, elapsed: Duration) -> (u64, u64) {
+        let lines = self
+            .log
+            .lines()
+            .filter(|l| l.starts_with("podflow-collector: warning: exporter"))
+            .count() as u64;
+        (lines, (elapsed.as_secs() / 60 + 2) * EXPORTER_LINES_PER_MINUTE)
+    }
+}
+
 impl Collector {
     /// Starts the collector on an ephemeral UDP port of 127.0.0.1 with `sockets` sockets, writing
     /// `<name>.ndjson` in `work`, and waits (bounded) until it says it listens.

@@ -17,8 +17,6 @@ use podflow_e2e::collector::Collector;
 use podflow_e2e::flows::{EXPORT_TIME, OBSERVATION_DOMAIN, encode_messages, sample_flows};
 use podflow_e2e::peer::wait_until;
 
-/// Lines a minute the collector's log admits about exporters (podflow_telemetry::log::LINES_PER_MINUTE).
-const LINES_PER_MINUTE: u64 = 100;
 const LOOPBACK_IPFIX: &str = "exporter=\"127.0.0.1\",protocol=\"ipfix\"";
 
 /// The 16 fields of every flooding template: (IE, length).
@@ -130,19 +128,13 @@ fn good_exporter_then_stop(mut c: Collector, started: Instant) -> anyhow::Result
     // The floods carry no data records: every record of this address is the good exporter's.
     c.wait_records(LOOPBACK_IPFIX, flows.len() as u64)?;
     let stopped = c.stop()?;
-    let minutes = started.elapsed().as_secs() / 60;
     ensure!(
         stopped.docs.len() == flows.len(),
         "{} documents for {} good records",
         stopped.docs.len(),
         flows.len()
     );
-    let reports = stopped
-        .log
-        .lines()
-        .filter(|l| l.starts_with("podflow-collector: warning: exporter"))
-        .count() as u64;
-    let bound = (minutes + 2) * LINES_PER_MINUTE;
+    let (reports, bound) = stopped.exporter_reports(started.elapsed());
     ensure!(
         reports <= bound,
         "{reports} report lines (at most {bound}):\n{}",
@@ -181,8 +173,14 @@ fn a_template_flood_is_bounded_and_a_good_exporter_still_decodes() -> anyhow::Re
         .filter(|(n, l, _)| n == "podflow_collector_decode_errors_total" && l.contains("state_limit"))
         .map(|s| s.2)
         .sum::<u64>();
+    let evicted = m
+        .samples
+        .iter()
+        .filter(|(n, l, _)| n == "podflow_collector_decode_errors_total" && l.contains("evicted"))
+        .map(|s| s.2)
+        .sum::<u64>();
     println!(
-        "{sent} template datagrams from {EXPORTERS} exporters: {refused} refused at a limit; RSS {before} -> {after} KiB"
+        "{sent} template datagrams from {EXPORTERS} exporters: {refused} refused at a limit, {evicted} exporters evicted; RSS {before} -> {after} KiB"
     );
     ensure!(refused > 0, "no template was refused at a limit");
     ensure!(

@@ -7,15 +7,12 @@ use std::net::UdpSocket;
 use std::time::Instant;
 
 use anyhow::ensure;
-use podflow_e2e::collector::Collector;
+use podflow_e2e::collector::{Collector, EXPORTER_LINES_PER_MINUTE};
 use podflow_e2e::flows::{EXPORT_TIME, OBSERVATION_DOMAIN, encode_messages, sample_flows};
 use podflow_e2e::peer::{self, PEER_TIMEOUT};
 
 /// Exporters that each send one broken datagram.
 const JUNK_EXPORTERS: usize = 5000;
-
-/// Lines a minute the collector's log admits about exporters (podflow_telemetry::log::LINES_PER_MINUTE).
-const LINES_PER_MINUTE: u64 = 100;
 
 /// An IPFIX message whose only set is shorter than a set header: a decode error, under its exporter.
 fn broken() -> Vec<u8> {
@@ -59,27 +56,20 @@ fn thousands_of_broken_exporters_cost_a_bounded_log_and_a_good_one_still_decodes
             last = m.text.clone();
             let errors = m.sum("podflow_collector_decode_errors_total");
             let left_out = m.sum("podflow_collector_log_suppressed_total");
-            Ok(errors >= n && left_out >= n - 2 * LINES_PER_MINUTE)
+            Ok(errors >= n && left_out >= n - 2 * EXPORTER_LINES_PER_MINUTE)
         },
     )
     .map_err(|e| anyhow::anyhow!("{e:#}; last /metrics:\n{last}"))?;
     let labels = "exporter=\"127.0.0.1\",protocol=\"ipfix\"";
     collector.wait_records(labels, flows.len() as u64)?;
     let stopped = collector.stop()?;
-    let minutes = started.elapsed().as_secs() / 60;
     ensure!(
         stopped.docs.len() == flows.len(),
         "{} documents for {} good records",
         stopped.docs.len(),
         flows.len()
     );
-    let reports = stopped
-        .log
-        .lines()
-        .filter(|l| l.starts_with("podflow-collector: warning: exporter"))
-        .count() as u64;
-    // Each minute window admits its lines; one more window may have begun while the test ran.
-    let bound = (minutes + 2) * LINES_PER_MINUTE;
+    let (reports, bound) = stopped.exporter_reports(started.elapsed());
     ensure!(
         (1..=bound).contains(&reports),
         "{reports} report lines for {n} broken exporters (at most {bound}):\n{}",
