@@ -69,8 +69,12 @@ pub enum AnswerError {
     Missing(&'static str),
 }
 
+/// Characters of `version.number` kept.
+const MAX_VERSION: usize = 32;
+
 impl Server {
-    /// Reads the answer to `GET /`.
+    /// Reads the answer to `GET /`: the flavour, and the version cut to printable ASCII of at most 32
+    /// characters.
     pub fn from_root(body: &[u8]) -> Result<Server, AnswerError> {
         let root: Value = serde_json::from_slice(body)?;
         let version = root
@@ -81,10 +85,14 @@ impl Server {
             Some("opensearch") => Flavor::OpenSearch,
             _ => Flavor::Elasticsearch,
         };
-        Ok(Server {
-            flavor,
-            version: version.to_owned(),
-        })
+        // The version is logged: a server (or whatever answers in its place) gets 32 printable
+        // characters of it at most.
+        let version: String = version
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(MAX_VERSION)
+            .collect();
+        Ok(Server { flavor, version })
     }
 
     /// How this server maps label objects.

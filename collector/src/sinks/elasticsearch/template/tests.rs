@@ -130,3 +130,11 @@ fn a_newer_template_on_the_server_is_kept_and_an_older_one_replaced() {
     assert!(decide(Some(b"<html>")).is_err());
     assert!(Server::from_root(b"{\"version\":{}}").is_err());
 }
+
+#[test]
+fn a_root_answer_s_version_is_kept_short_and_printable() {
+    let long = format!(r#"{{"version":{{"number":"8.17.0\n{}"}}}}"#, "x".repeat(10_000));
+    let s = server(&long);
+    assert_eq!(s.version.len(), 32);
+    assert!(s.version.starts_with("8.17.0x"), "{}", s.version);
+}
