@@ -10,9 +10,9 @@
 #                          [--exporters N] [--pods N] [--seed S] [--work DIR]
 #
 # Defaults: a recording of 300,000 records from 16 node probes sent once, at 400 datagrams/s (about
-# 4,300 records/s); 3 rounds, the order alternating; an inventory of 3,000 pods. The rate is what one
-# OpenSearch node with a 1 GiB heap indexes on the 2-core machine while the collector shares its cores:
-# above it the node falls behind, the sink spools (as it should) and the run measures the spool's
+# 4,300 records/s); 3 rounds, the order alternating; an inventory of 3,000 pods. The rate is one that an
+# OpenSearch node with a 1 GiB heap keeps up with on the 2-core machine, sharing it with the collector:
+# beyond what the node indexes, the sink spools (as it should) and the run measures the spool's
 # writes and read-back rather than the sink. The node is started by scripts/opensearch.sh in the work
 # directory and stopped at the end.
 set -euo pipefail
