@@ -117,6 +117,18 @@ impl Collector {
         self.process.id()
     }
 
+    /// Its resident set, KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("no VmRSS")?
+            .parse()
+            .context("VmRSS")
+    }
+
     /// The UDP port exporters send to.
     pub fn port(&self) -> u16 {
         self.listen.port()

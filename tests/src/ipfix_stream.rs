@@ -104,3 +104,10 @@ pub fn encoder() -> anyhow::Result<Encoder> {
     e.add_template(template()?);
     Ok(e)
 }
+
+/// Records `0..n` of the stream from a new exporter socket to the collector `c`, paced by its count
+/// (the whole stream a test needs when it plays one exporter once). Returns the records sent.
+pub fn send_all(c: &crate::collector::Collector, n: u64) -> anyhow::Result<u64> {
+    let socket = UdpSocket::bind("127.0.0.1:0").context("binding the exporter's socket")?;
+    send(&socket, c.listen, c.metrics, (0, n), 0, &mut encoder()?)
+}

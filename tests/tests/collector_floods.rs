@@ -12,7 +12,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use podflow_e2e::collector::Collector;
 use podflow_e2e::flows::{EXPORT_TIME, OBSERVATION_DOMAIN, encode_messages, sample_flows};
 use podflow_e2e::peer::wait_until;
@@ -95,18 +95,6 @@ fn malformed(i: u32) -> Vec<u8> {
     }
 }
 
-/// The resident set of process `pid`, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS")?
-        .parse()
-        .context("VmRSS")
-}
-
 /// Waits (bounded) until the collector has counted `n` datagrams in all.
 fn wait_datagrams(c: &Collector, n: u64) -> anyhow::Result<()> {
     wait_until(
@@ -151,7 +139,7 @@ fn a_template_flood_is_bounded_and_a_good_exporter_still_decodes() -> anyhow::Re
     let work = tempfile::tempdir()?;
     let started = Instant::now();
     let c = Collector::start("template-flood", work.path(), 1)?;
-    let before = rss_kib(c.pid())?;
+    let before = c.rss_kib()?;
     let sockets: Vec<UdpSocket> = (0..EXPORTERS)
         .map(|_| UdpSocket::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
@@ -166,7 +154,7 @@ fn a_template_flood_is_bounded_and_a_good_exporter_still_decodes() -> anyhow::Re
         wait_datagrams(&c, sent)?;
     }
     let m = c.scrape()?;
-    let after = rss_kib(c.pid())?;
+    let after = c.rss_kib()?;
     let refused = m
         .samples
         .iter()
@@ -198,7 +186,7 @@ fn a_flood_of_malformed_datagrams_is_counted_and_a_good_exporter_still_decodes()
     let work = tempfile::tempdir()?;
     let started = Instant::now();
     let c = Collector::start("malformed-flood", work.path(), 1)?;
-    let before = rss_kib(c.pid())?;
+    let before = c.rss_kib()?;
     let bad = UdpSocket::bind("127.0.0.1:0")?;
     for i in 0..DATAGRAMS {
         bad.send_to(&malformed(i), c.listen)?;
@@ -209,7 +197,7 @@ fn a_flood_of_malformed_datagrams_is_counted_and_a_good_exporter_still_decodes()
     wait_until("every broken datagram counted", Duration::from_secs(60), || {
         Ok(c.scrape()?.sum("podflow_collector_decode_errors_total") >= u64::from(DATAGRAMS))
     })?;
-    let after = rss_kib(c.pid())?;
+    let after = c.rss_kib()?;
     let m = c.scrape()?;
     println!(
         "{DATAGRAMS} broken datagrams: {} decode errors; RSS {before} -> {after} KiB",

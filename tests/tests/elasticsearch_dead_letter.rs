@@ -6,7 +6,6 @@
 //! `mapper_parsing_exception`: each is one line of the dead-letter file, with `_id`, status, the
 //! server's reason and the document as sent, and counted by reason. Nothing else is lost.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -63,16 +62,7 @@ fn refused_documents_reach_the_dead_letter_file_with_the_reason() -> anyhow::Res
         &node.url(),
         &["--elasticsearch-dead-letter", &dead_arg],
     )?;
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
-    let mut enc = ipfix_stream::encoder()?;
-    let sent = ipfix_stream::send(
-        &socket,
-        collector.listen,
-        collector.metrics,
-        (0, RECORDS),
-        0,
-        &mut enc,
-    )?;
+    let sent = ipfix_stream::send_all(&collector, RECORDS)?;
     let refused = over_short(sent);
     let m = wait_metrics(
         &collector,

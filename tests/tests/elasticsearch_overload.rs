@@ -3,7 +3,6 @@
 //! flight the node answers real 429s (`es_rejected_execution_exception`), per item or for the whole
 //! request. Every document still arrives exactly once, and the retries are counted by reason.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -49,16 +48,7 @@ fn a_node_answering_429s_gets_every_document_once() -> anyhow::Result<()> {
             "262144",
         ],
     )?;
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
-    let mut enc = ipfix_stream::encoder()?;
-    let sent = ipfix_stream::send(
-        &socket,
-        collector.listen,
-        collector.metrics,
-        (0, RECORDS),
-        0,
-        &mut enc,
-    )?;
+    let sent = ipfix_stream::send_all(&collector, RECORDS)?;
     let m = wait_metrics(
         &collector,
         "every document delivered",

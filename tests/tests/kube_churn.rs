@@ -64,12 +64,6 @@ fn events(m: &Metrics, event: &str) -> u64 {
     .unwrap_or(0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn pods_coming_and_going_cost_bounded_memory_and_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,7 +112,7 @@ fn pods_coming_and_going_cost_bounded_memory_and_log() {
     poll("the first lists", &mut |m| {
         m.get("podflow_collector_kubernetes_synced", "") == Some(1)
     });
-    let before = rss_kib(collector.pid());
+    let before = collector.rss_kib().unwrap();
 
     let mut peak_spans = 0;
     for round in 0..ROUNDS {
@@ -139,7 +133,7 @@ fn pods_coming_and_going_cost_bounded_memory_and_log() {
                 .unwrap_or(0),
         );
     }
-    let after = rss_kib(collector.pid());
+    let after = collector.rss_kib().unwrap();
     println!(
         "{} pods created and deleted: RSS {before} -> {after} KiB, at most {peak_spans} address spans held",
         ROUNDS * PODS

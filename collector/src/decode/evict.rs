@@ -10,7 +10,8 @@
 //!   templates or held sets (they hold only sequence numbers) that were seen longest ago are forgotten.
 //!
 //! Each forgotten exporter is counted under it as `decode_errors_total{reason="evicted"}` (and as a
-//! limit hit; sets it held as dropped). Its next data sets wait for its next template refresh, as after a collector restart.
+//! limit hit; sets it held as dropped). Its next data sets wait for its next template refresh, as
+//! after a collector restart.
 
 use std::net::SocketAddr;
 
@@ -18,7 +19,7 @@ use super::stats::StatsKey;
 use super::{Decoder, Protocol};
 
 /// An exporter whose templates decoded data this recently is not evicted for room, milliseconds.
-pub(crate) const ACTIVE_MS: u64 = 60_000;
+const ACTIVE_MS: u64 = 60_000;
 
 impl Decoder {
     /// Evicts idle template holders if the template state is nearly full (see the module docs).

@@ -1,7 +1,7 @@
 //! The backend as it served a Service: the backend pod's identity with the Service it was reached
 //! through as its `service_name`, so a document's `destination.kubernetes.*` names both (the Service,
 //! and the pod, workload, node and labels of the backend) and metrics count the backend's workload
-//! with `dstservice` set.
+//! with `dst_service` set.
 //!
 //! One `Arc` per (backend, Service) pair, made on the first flow and shared by every later one: the
 //! sinks cache an endpoint's encoded text in it ([`K8sEndpoint::encoded`]), so a Service flow costs one

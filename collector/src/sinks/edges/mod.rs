@@ -19,10 +19,10 @@
 //!   send none); for other protocols, every record.
 //!
 //! Per record the batch only reads small numbers and hashes them: each endpoint keeps the number of
-//! its workload (and a Service the number of its name) in its [`EdgeSlots`](crate::model::EdgeSlots), given the first time the
-//! batch sees it, and the batch sums per (client, server, Service, protocol) numbers. Names are written
-//! out once per edge and flush ([`EdgeBatch::flush`]). The batch holds no endpoint, so what the index
-//! drops is freed.
+//! its workload (and a Service the number of its name) in its
+//! [`EdgeSlots`](crate::model::EdgeSlots), given the first time the batch sees it, and the batch sums
+//! per (client, server, Service, protocol) numbers. Names are written out once per edge and flush
+//! ([`EdgeBatch::flush`]). The batch holds no endpoint, so what the index drops is freed.
 
 pub mod peers;
 
@@ -245,7 +245,8 @@ pub const FLUSH_EVERY_MS: u64 = 500;
 type IdKey = (u32, u32, u32, u8);
 
 /// Generations of every batch's tables: each reset takes the next, so a number an endpoint keeps
-/// from another batch or from before a reset ([`EdgeSlots`](crate::model::EdgeSlots)) is never taken for one of these tables.
+/// ([`EdgeSlots`](crate::model::EdgeSlots)) from another batch or from before a reset is never taken
+/// for one of these tables.
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// The edges of one batch (of record batches, up to [`FLUSH_EVERY_MS`] long), summed per key.
