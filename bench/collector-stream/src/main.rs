@@ -104,6 +104,10 @@ enum Command {
         /// Datagrams of the recording used in all (0: every one).
         #[arg(long, default_value_t = 0)]
         datagrams: usize,
+        /// Also count each flow's edge, summed per batch into the flow metrics and the node graph, as
+        /// the collector does with --metrics-listen (compare a run without it for their cost).
+        #[arg(long)]
+        edges: bool,
     },
 }
 
@@ -164,12 +168,13 @@ fn main() -> anyhow::Result<()> {
             inventory,
             warm,
             datagrams,
+            edges,
         } => {
             let mut dgs = stream::load(&stream)?;
             if datagrams > 0 {
                 dgs.truncate(datagrams);
             }
-            println!("{}", stages::stages(&dgs, &inventory, warm)?);
+            println!("{}", stages::stages(&dgs, &inventory, warm, edges)?);
         }
     }
     Ok(())

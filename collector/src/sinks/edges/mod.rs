@@ -239,7 +239,10 @@ const MAX_NUMBERED: usize = 1 << 16;
 /// How often the batch hands its sums to the consumers at most: a Prometheus scrape or a graph window
 /// is seconds long, and every flush costs a lookup by names per edge, so record batches a few
 /// milliseconds apart are summed together.
-pub const FLUSH_EVERY_MS: u64 = 500;
+pub const FLUSH_EVERY_MS: u64 = 1_000;
+
+/// Flows numbered before their counts are added to the sums at the latest ([`EdgeBatch::fold`]).
+const MAX_PENDING: usize = 1024;
 
 /// (client, server, Service, protocol) as numbers of the batch's tables.
 type IdKey = (u32, u32, u32, u8);
@@ -265,6 +268,8 @@ pub struct EdgeBatch {
     generation: u64,
     protocols: Vec<Option<Arc<str>>>,
     sums: HashMap<IdKey, EdgeCounts>,
+    /// Flows numbered but not yet added to `sums` (see [`EdgeBatch::fold`]).
+    pending: Vec<(IdKey, EdgeCounts)>,
     out: Vec<(EdgeKey, EdgeCounts)>,
     last_flush_ms: u64,
 }
@@ -288,6 +293,7 @@ impl EdgeBatch {
             generation: 0,
             protocols: vec![None; 256],
             sums: HashMap::default(),
+            pending: Vec::with_capacity(MAX_PENDING),
             out: Vec::new(),
             last_flush_ms: 0,
         };
@@ -368,13 +374,27 @@ impl EdgeBatch {
             self.service_number(s.service),
             flow.record.proto,
         );
-        self.sums.entry(key).or_default().add(&counts);
+        self.pending.push((key, counts));
+        if self.pending.len() >= MAX_PENDING {
+            self.fold();
+        }
+    }
+
+    /// Adds the pending flows' counts to the sums. Done for many flows at a time, in a loop that does
+    /// nothing else, so the CPU looks up many of them at once: per flow, between encoding documents,
+    /// each lookup of the sums (some thousands of edges, not all in cache) waited alone and cost more
+    /// than numbering the flow's endpoints.
+    fn fold(&mut self) {
+        for (key, counts) in self.pending.drain(..) {
+            self.sums.entry(key).or_default().add(&counts);
+        }
     }
 
     /// At the end of a record batch: hands the sums to the consumers if [`FLUSH_EVERY_MS`] has passed
     /// since the last time (the enrich thread's once-a-second tick calls it too, so consumers see time
     /// pass when no flows come).
     pub fn flush_due(&mut self, now_ms: u64, consumers: &mut [Box<dyn EdgeConsumer>]) {
+        self.fold();
         if now_ms.saturating_sub(self.last_flush_ms) >= FLUSH_EVERY_MS {
             self.flush(now_ms, consumers);
         }
@@ -384,6 +404,7 @@ impl EdgeBatch {
     /// the batch is empty, so they can expire what went quiet.
     pub fn flush(&mut self, now_ms: u64, consumers: &mut [Box<dyn EdgeConsumer>]) {
         self.last_flush_ms = now_ms;
+        self.fold();
         self.out.clear();
         // Numbers stand for distinct names (endpoints and Services are numbered by name, protocols by
         // number), so each summed key is an edge of its own: no second map by names.

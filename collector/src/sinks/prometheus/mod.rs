@@ -66,6 +66,17 @@ struct Series {
     response_packets: IntCounter,
 }
 
+impl Series {
+    fn add(&mut self, now_ms: u64, c: &EdgeCounts) {
+        self.last_ms = now_ms;
+        self.connections.inc_by(c.connections);
+        self.request_bytes.inc_by(c.request_bytes);
+        self.response_bytes.inc_by(c.response_bytes);
+        self.request_packets.inc_by(c.request_packets);
+        self.response_packets.inc_by(c.response_packets);
+    }
+}
+
 struct CompatSeries {
     last_ms: u64,
     count: IntCounter,
@@ -194,7 +205,11 @@ impl FlowMetrics {
     }
 
     fn add(&mut self, now_ms: u64, key: &EdgeKey, c: &EdgeCounts) {
-        if !self.series.contains_key(key) {
+        // One lookup by the edge's names for a series already held (the common case), a second only
+        // to insert a new one.
+        if let Some(s) = self.series.get_mut(key) {
+            s.add(now_ms, c);
+        } else {
             if self.series.len() >= self.cfg.max_series {
                 self.refused.inc();
                 return;
@@ -208,15 +223,7 @@ impl FlowMetrics {
                 request_packets: self.packets.with_label_values(&with_direction(key, "request")),
                 response_packets: self.packets.with_label_values(&with_direction(key, "response")),
             };
-            self.series.insert(key.clone(), series);
-        }
-        if let Some(s) = self.series.get_mut(key) {
-            s.last_ms = now_ms;
-            s.connections.inc_by(c.connections);
-            s.request_bytes.inc_by(c.request_bytes);
-            s.response_bytes.inc_by(c.response_bytes);
-            s.request_packets.inc_by(c.request_packets);
-            s.response_packets.inc_by(c.response_packets);
+            self.series.entry(key.clone()).or_insert(series).add(now_ms, c);
         }
         if let Some(compat) = self.compat.as_mut() {
             let k = [
