@@ -20,7 +20,7 @@ use podflow_collector::k8s::inventory::Inventory;
 use podflow_collector::model::FlowRecord;
 use podflow_collector::pipeline::now_ms;
 use podflow_collector::sinks::ecs::Context;
-use podflow_collector::sinks::edges::{EdgeBatch, EdgeConsumer};
+use podflow_collector::sinks::edges::{EdgeBatch, EdgeConsumer, FLUSH_EVERY_MS};
 use podflow_collector::sinks::graph::store::{DEFAULT_MAX_EDGES, SharedGraph};
 use podflow_collector::sinks::ndjson::{NdjsonSink, Target};
 use podflow_collector::sinks::prometheus::{FlowMetrics, FlowMetricsConfig};
@@ -91,10 +91,10 @@ fn measured(steps: &mut Steps<'_>, datagrams: &[Datagram]) -> Pass {
 /// costs nothing next to the steps, few enough that the records stay in memory already touched.
 const CHUNK: usize = 1_000;
 
-/// Records between two flushes of the edge batch: what the collector sums in its half a second
-/// ([`FLUSH_EVERY_MS`](podflow_collector::sinks::edges::FLUSH_EVERY_MS)) at 160,000 records a second,
-/// counted rather than timed so that a run under callgrind flushes as often per record.
-const FLUSH_RECORDS: u64 = 80_000;
+/// Records between two flushes of the edge batch: what the collector sums between two flushes
+/// ([`FLUSH_EVERY_MS`]) at 160,000 records a second (flow_metrics.sh's rate), counted rather than timed
+/// so that a run under callgrind flushes as often per record.
+const FLUSH_RECORDS: u64 = FLUSH_EVERY_MS * 160;
 
 /// Decodes a chunk of `datagrams`, then enriches and encodes its records, and so on, timing each step.
 fn run(steps: &mut Steps<'_>, datagrams: &[Datagram]) -> Pass {

@@ -394,7 +394,6 @@ impl EdgeBatch {
     /// since the last time (the enrich thread's once-a-second tick calls it too, so consumers see time
     /// pass when no flows come).
     pub fn flush_due(&mut self, now_ms: u64, consumers: &mut [Box<dyn EdgeConsumer>]) {
-        self.fold();
         if now_ms.saturating_sub(self.last_flush_ms) >= FLUSH_EVERY_MS {
             self.flush(now_ms, consumers);
         }

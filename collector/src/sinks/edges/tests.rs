@@ -274,3 +274,28 @@ fn numbers_an_endpoint_keeps_from_another_batch_are_not_taken_for_this_ones() {
     assert_eq!(names.remove(0), vec![pair("api", "db"), pair("web", "api")]);
     assert_eq!(names.remove(0), vec![pair("api", "web"), pair("web", "db")]);
 }
+
+#[test]
+fn flows_past_the_pending_bound_are_all_summed() {
+    let web = pod("shop", "web-1", Some(("Deployment", "web")));
+    let db = pod("shop", "db-0", Some(("StatefulSet", "db")));
+    let mut f = flow("10.244.1.5", "10.244.3.3");
+    f.source = Some(web);
+    f.destination = Some(db);
+    let mut batch = EdgeBatch::default();
+    // Two and a half times the pending bound: two folds on the way, the rest at the flush.
+    let n = MAX_PENDING * 5 / 2;
+    for _ in 0..n {
+        batch.add_flow(&f);
+    }
+    let (_, one) = edge_of(&f, &Peers::default()).unwrap();
+    let mut got = Got::default();
+    batch.flush(1, &mut [Box::new(got.clone()) as Box<dyn EdgeConsumer>]);
+    let batches = got.take();
+    assert_eq!(batches[0].len(), 1);
+    let c = batches[0][0].1;
+    assert_eq!(
+        (c.connections, c.request_bytes),
+        (one.connections * n as u64, one.request_bytes * n as u64)
+    );
+}
